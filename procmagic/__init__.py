@@ -1,0 +1,76 @@
+"""procmagic: fork safely from a Jupyter kernel, see what children do, and control them.
+
+``import procmagic`` never imports IPython: the core works in a plain script. ``%load_ext
+procmagic`` adds the magics (``%%spawn``, ``%procs``, ``%kill``, ``%wait``, ``%forkcheck``).
+"""
+
+from __future__ import annotations
+
+import signal as _signal_module
+from typing import Any
+
+from .core import (
+    Census,
+    ExitStatus,
+    ForkRefused,
+    ForkWarning,
+    NoPipe,
+    NoQueue,
+    Process,
+    ProcessStateError,
+    ProcmagicError,
+    QueueEmpty,
+    QueueFull,
+    alarm,
+    allow_threads,
+    census,
+    children,
+    kill,
+    reaped,
+    wait,
+    watch,
+)
+from .core import signal as _install_handler
+
+__version__ = "0.1.0"
+
+
+class _SignalFunction:
+    """``procmagic.signal``: call it to install a handler, ``signal(SIGALRM, handler)``; read it
+    like the :mod:`signal` module, ``signal.SIGTERM``, so ``from procmagic import signal`` does
+    not hide the constants."""
+
+    __doc__ = _install_handler.__doc__
+
+    def __call__(self, signo: Any, handler: Any) -> Any:
+        return _install_handler(signo, handler)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_signal_module, name)
+
+    def __repr__(self) -> str:
+        return "<function procmagic.signal(signo, handler); also the signal module's constants>"
+
+
+signal = _SignalFunction()
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext procmagic``."""
+    from .magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext procmagic``."""
+    from .magics import unload
+
+    unload(ipython)
+
+
+__all__ = [
+    "Process", "ExitStatus", "Census", "ForkRefused", "ForkWarning", "NoPipe", "NoQueue",
+    "ProcessStateError", "ProcmagicError", "QueueEmpty", "QueueFull", "alarm", "allow_threads",
+    "census", "children", "kill", "reaped", "signal", "wait", "watch", "__version__",
+]

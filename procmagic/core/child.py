@@ -1,0 +1,201 @@
+"""The child side of a fork. Everything here runs only in the child, and ends in ``os._exit``.
+
+What the child resets, in order: the pipes it inherited from siblings and the parent's end of
+its own; its process group (it leads its own, so a signal to the group reaches its whole tree
+and a kernel interrupt aimed at another cell misses it); a parent-death signal, so it cannot
+outlive a parent killed with SIGKILL; inherited Python signal handlers, the signal mask, the
+wakeup fd and interval timers; the inherited asyncio loop, which it must never touch (its epoll
+instance is shared with the parent); then the redirect and fresh ``sys.stdin/stdout/stderr``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal as _signal
+import sys
+import traceback
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
+
+if TYPE_CHECKING:
+    from .process import Process
+
+__all__ = ["run", "add_child_hook", "ExecFailed"]
+
+_PR_SET_PDEATHSIG = 1
+try:  # loaded in the parent: the child should not have to dlopen anything
+    _libc: Any = ctypes.CDLL(None, use_errno=True)
+    _prctl: Any = _libc.prctl
+except (OSError, AttributeError):  # not Linux
+    _prctl = None
+
+_hooks: list[Callable[["Process"], None]] = []
+
+
+def add_child_hook(hook: Callable[["Process"], None]) -> Callable[[], None]:
+    """Run ``hook(process)`` in every child after the core's own reset, before the target.
+
+    The kernel integration uses it to cut the child off from the kernel's sockets and streams.
+    Returns a function that removes the hook.
+    """
+    _hooks.append(hook)
+
+    def remove() -> None:
+        if hook in _hooks:
+            _hooks.remove(hook)
+
+    return remove
+
+
+class ExecFailed(OSError):
+    """exec() failed in the child; the parent's join() raises the same OSError."""
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+
+
+def _reset_signals() -> None:
+    for sig in _signal.valid_signals():
+        try:
+            handler = _signal.getsignal(sig)
+        except (ValueError, OSError):
+            continue
+        if callable(handler) and handler is not _signal.default_int_handler:
+            _signal.signal(sig, _signal.default_int_handler if sig == _signal.SIGINT else _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+    _signal.set_wakeup_fd(-1)  # the parent's loop owns that fd: a signal here must not wake it
+    for timer in (_signal.ITIMER_REAL, _signal.ITIMER_VIRTUAL, _signal.ITIMER_PROF):
+        _signal.setitimer(timer, 0)
+
+
+def _forget_event_loop() -> None:
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return
+    # Never close the inherited loop: closing unregisters fds from an epoll instance the parent
+    # still uses. Only forget it, so asyncio.run() works in the child.
+    try:
+        asyncio.events._set_running_loop(None)
+        asyncio.set_event_loop(None)
+    except Exception:
+        pass
+
+
+def _open_std(fd: int, mode: str) -> Any:
+    try:
+        if mode == "r":
+            return open(fd, "r", encoding="utf-8", errors="replace", closefd=False)
+        return open(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+    except OSError:  # that fd is closed, as Python itself would leave it: None
+        return None
+
+
+def bind_std_streams() -> None:
+    """Fresh ``sys.stdin/stdout/stderr`` (and their ``__dunder__`` twins) over fds 0, 1 and 2."""
+    sys.stdin = sys.__stdin__ = _open_std(0, "r")
+    sys.stdout = sys.__stdout__ = _open_std(1, "w")
+    sys.stderr = sys.__stderr__ = _open_std(2, "w")
+
+
+def _set_death_signal(parent_pid: int) -> None:
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, int(_signal.SIGKILL), 0, 0, 0)
+    # The parent may have died between fork and prctl: then nobody would ever send it.
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _exit_code_of(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value & 0xFF
+    try:
+        print(value, file=sys.stderr)
+    except Exception:
+        pass
+    return 1
+
+
+def _die_by(sig: int) -> int:
+    """End as killed by ``sig`` (what Python does on an uncaught KeyboardInterrupt)."""
+    _flush()
+    try:
+        _signal.signal(sig, _signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    except OSError:
+        pass
+    return 128 + sig
+
+
+def _setup(proc: "Process", parent_pid: int) -> None:
+    proc._become_child()
+    os.setpgid(0, 0)
+    _set_death_signal(parent_pid)
+    _reset_signals()
+    _forget_event_loop()
+    if proc._redirect and proc._sock is not None:
+        fd = proc._sock.fileno()
+        for target in (0, 1, 2):
+            os.dup2(fd, target)
+    bind_std_streams()
+    proc._apply_child_settings()
+    for hook in list(_hooks):
+        hook(proc)
+
+
+def _bootstrap(proc: "Process", parent_pid: int) -> int:
+    try:
+        _setup(proc, parent_pid)
+    except BaseException:
+        try:
+            print("procmagic: the child failed to set itself up:", file=sys.stderr)
+            traceback.print_exc()
+        except Exception:
+            pass
+        return 1
+    try:
+        result = proc._target(proc)
+    except SystemExit as exc:
+        return _exit_code_of(exc.code)
+    except KeyboardInterrupt:
+        try:
+            print("KeyboardInterrupt", file=sys.stderr)
+        except Exception:
+            pass
+        return _die_by(_signal.SIGINT)
+    except ExecFailed as exc:
+        try:
+            print(f"procmagic: exec failed: {exc}", file=sys.stderr)
+        except Exception:
+            pass
+        return 127
+    except BaseException:
+        try:
+            traceback.print_exc()
+        except Exception:
+            pass
+        return 1
+    if isinstance(result, int):  # bool included: True exits 1
+        return int(result) & 0xFF
+    return 0
+
+
+def run(proc: "Process", parent_pid: int) -> NoReturn:
+    """The child's whole life. Whatever happens inside, it ends in ``os._exit``."""
+    code = 1
+    try:
+        code = _bootstrap(proc, parent_pid)
+    finally:
+        # An exception raised by a signal handler can escape an inner try/except on 3.11/3.12;
+        # this outer finally always runs, and os._exit never returns into the caller's code.
+        try:
+            _flush()
+        finally:
+            os._exit(code)

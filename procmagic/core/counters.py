@@ -1,0 +1,118 @@
+"""Per-process traffic counters in shared memory, readable by the parent without a system call.
+
+The parent maps an anonymous shared block before forking; each child gets one slot of it and
+bumps plain integers there (queue pushes and pops, alarm ticks). The parent, and the widgets on
+top of it, read the slots at any moment. A bump is a memoryview store, about 50 ns: cheap
+enough for the queue hot path, and no syscall at all.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import time
+
+__all__ = ["Counters", "FIELDS", "allocate", "release", "for_this_process", "set_for_this_process"]
+
+FIELDS = (
+    "pushes",
+    "pops",
+    "bytes_pushed",
+    "bytes_popped",
+    "alarm_ticks",
+    "alarm_which",  # ITIMER_* + 1, 0 when no alarm is set
+    "alarm_interval_us",
+    "last_tick_ns",  # time.time_ns() of the last alarm tick
+)
+PUSHES, POPS, BYTES_PUSHED, BYTES_POPPED, ALARM_TICKS, ALARM_WHICH, ALARM_INTERVAL_US, LAST_TICK_NS = range(
+    len(FIELDS)
+)
+_SLOT = len(FIELDS)
+_SLOTS_PER_BLOCK = 1024
+
+
+class Counters:
+    """A view of one slot. ``bump(field, n)`` adds, ``set(field, v)`` stores, ``snapshot()`` reads."""
+
+    __slots__ = ("_view", "_base", "_block", "index")
+
+    def __init__(self, view: memoryview, base: int, block: "_Block | None", index: int) -> None:
+        self._view = view
+        self._base = base
+        self._block = block
+        self.index = index
+
+    def bump(self, field: int, n: int = 1) -> None:
+        self._view[self._base + field] += n
+
+    def set(self, field: int, value: int) -> None:
+        self._view[self._base + field] = value
+
+    def get(self, field: int) -> int:
+        return int(self._view[self._base + field])
+
+    def clear(self) -> None:
+        for i in range(_SLOT):
+            self._view[self._base + i] = 0
+
+    def snapshot(self) -> dict[str, int]:
+        base = self._base
+        return {name: int(self._view[base + i]) for i, name in enumerate(FIELDS)}
+
+    def record_tick(self) -> None:
+        self._view[self._base + ALARM_TICKS] += 1
+        self._view[self._base + LAST_TICK_NS] = time.time_ns()
+
+
+class _Block:
+    def __init__(self) -> None:
+        self.map = mmap.mmap(-1, _SLOTS_PER_BLOCK * _SLOT * 8)  # MAP_SHARED | MAP_ANONYMOUS
+        self.view = memoryview(self.map).cast("Q")
+        self.free = list(range(_SLOTS_PER_BLOCK - 1, -1, -1))
+
+
+_blocks: list[_Block] = []
+_local = Counters(memoryview(bytearray(_SLOT * 8)).cast("Q"), 0, None, -1)
+_current = _local
+
+
+def allocate() -> Counters:
+    """A zeroed slot for a child about to be forked (from the parent)."""
+    for block in _blocks:
+        if block.free:
+            break
+    else:
+        block = _Block()
+        _blocks.append(block)
+    index = block.free.pop()
+    counters = Counters(block.view, index * _SLOT, block, index)
+    counters.clear()
+    return counters
+
+
+def release(counters: Counters) -> None:
+    """Give a reaped child's slot back (its numbers stay readable until reused)."""
+    block = counters._block
+    if block is not None and block in _blocks and counters.index not in block.free:
+        block.free.append(counters.index)
+
+
+def for_this_process() -> Counters:
+    """The slot this process writes to: its own slot in a procmagic child, a private one elsewhere."""
+    return _current
+
+
+def set_for_this_process(counters: Counters) -> None:
+    global _current
+    _current = counters
+
+
+def _after_fork_in_child() -> None:
+    # The child keeps the mappings (its own slot lives there) but must never allocate from the
+    # parent's free lists: the parent would hand the same slot to a sibling.
+    global _current
+    _blocks.clear()
+    _current = Counters(memoryview(bytearray(_SLOT * 8)).cast("Q"), 0, None, -1)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

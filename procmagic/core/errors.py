@@ -1,0 +1,48 @@
+"""Exceptions raised by procmagic.
+
+Every message says the rule that was broken, the value that broke it, and how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ProcmagicError",
+    "ForkRefused",
+    "ProcessStateError",
+    "NoPipe",
+    "QueueEmpty",
+    "QueueFull",
+    "NoQueue",
+]
+
+
+class ProcmagicError(Exception):
+    """Base class of procmagic's own exceptions."""
+
+
+class ForkRefused(ProcmagicError, RuntimeError):
+    """The threaded-fork guard refused to fork; ``census`` holds what it saw."""
+
+    def __init__(self, message: str, census: object = None) -> None:
+        super().__init__(message)
+        self.census = census
+
+
+class ProcessStateError(ProcmagicError, RuntimeError):
+    """A method was called in a state where it cannot work (start twice, join before start, ...)."""
+
+
+class NoPipe(ProcmagicError, ValueError):
+    """read/write on a Process made with ``pipe=None`` or whose pipe was closed."""
+
+
+class NoQueue(ProcmagicError, ValueError):
+    """push/pop on a Process that has no queue (call ``use_queue()`` first)."""
+
+
+class QueueEmpty(ProcmagicError):
+    """A non-blocking pop found no message."""
+
+
+class QueueFull(ProcmagicError):
+    """A non-blocking push found the queue full."""

@@ -1,0 +1,263 @@
+"""The threaded-fork guard: a census of live threads, an allow-list, and a verdict.
+
+``fork()`` copies only the calling thread. Any lock another thread held at that moment (the
+import lock, a logging handler's lock, malloc's arena lock in C code) stays locked forever in
+the child, which then hangs the first time it needs it. So procmagic refuses to fork while a
+thread it does not know to be harmless is alive, and names each one.
+
+Threads are counted from ``threading._active`` and ``threading._limbo`` rather than
+``threading.enumerate()``, because debuggers (debugpy) hide their own threads from
+``enumerate()``. Native threads with no Python ``Thread`` (zmq's I/O threads, OpenBLAS or OpenMP
+workers) come from ``/proc/self/task``: they are reported, not refused, since a kernel always
+has some and a forked child never runs them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Callable, Union
+
+__all__ = [
+    "ThreadInfo",
+    "NativeThread",
+    "Census",
+    "census",
+    "allow_threads",
+    "check",
+]
+
+#: A rule that allows a thread: a module prefix ("ipykernel") matched against the module of the
+#: thread's class and of the function it runs, or a predicate over the Thread.
+Rule = Union[str, Callable[[threading.Thread], bool]]
+
+_rules: list[tuple[Rule, str]] = []
+
+
+def allow_threads(rule: Rule, reason: str) -> Callable[[], None]:
+    """Declare threads that may be alive at fork time; returns a function that removes the rule.
+
+    A string rule is a module prefix: a thread is allowed when its class, or the function it
+    runs, comes from that module or a submodule. The kernel integration uses this to declare
+    ipykernel's own threads, which never hold locks the child needs.
+    """
+    if not (isinstance(rule, str) and rule) and not callable(rule):
+        raise TypeError(f"rule must be a module prefix (str) or a predicate, not {rule!r}")
+    entry = (rule, reason)
+    _rules.append(entry)
+
+    def remove() -> None:
+        if entry in _rules:
+            _rules.remove(entry)
+
+    return remove
+
+
+@dataclass(frozen=True)
+class ThreadInfo:
+    """One live Python thread other than the caller's."""
+
+    name: str
+    ident: int | None
+    native_id: int | None
+    cls: str
+    target: str | None
+    daemon: bool
+    allowed_by: str | None  # the reason of the rule that allows it, or None
+
+    def describe(self) -> str:
+        runs = f", runs {self.target}" if self.target else ""
+        return f"{self.name!r} ({self.cls}{runs}, daemon={self.daemon})"
+
+
+@dataclass(frozen=True)
+class NativeThread:
+    """A native thread that no Python Thread accounts for."""
+
+    tid: int
+    comm: str
+    guess: str
+
+    def describe(self) -> str:
+        return f"tid {self.tid} {self.comm!r}: {self.guess}"
+
+
+@dataclass(frozen=True)
+class Census:
+    """What the guard saw, and its verdict."""
+
+    on_main_thread: bool
+    caller: str
+    threads: tuple[ThreadInfo, ...]
+    native: tuple[NativeThread, ...]
+
+    @property
+    def offenders(self) -> tuple[ThreadInfo, ...]:
+        return tuple(t for t in self.threads if t.allowed_by is None)
+
+    @property
+    def ok(self) -> bool:
+        return self.on_main_thread and not self.offenders
+
+    def refusal(self) -> str:
+        """The message ForkRefused carries (empty when the verdict is ok)."""
+        if not self.on_main_thread:
+            return (
+                f"refusing to fork from thread {self.caller!r}: only the main thread may fork, "
+                "because the child would hold a copy of this thread alone while the main thread's "
+                "locks stay taken (in ipykernel 7 this is a subshell). Run the cell in the main "
+                "shell, or call start() from the main thread. force=True does not lift this: the "
+                "child's parent-death signal is tied to the thread that forked it."
+            )
+        if not self.offenders:
+            return ""
+        n = len(self.offenders)
+        lines = [
+            f"refusing to fork: {n} thread{'s' if n > 1 else ''} besides the main thread "
+            f"{'are' if n > 1 else 'is'} alive, and a forked child keeps only a copy of the calling "
+            "thread; any lock one of them holds stays locked forever in the child:"
+        ]
+        lines += [f"  - {t.describe()}" for t in self.offenders]
+        lines.append(
+            "Stop them first (join the thread, shut the executor down), or pass force=True "
+            "(%%spawn --force) to fork anyway at the risk of a child that deadlocks."
+        )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        lines = [f"fork verdict: {'ok' if self.ok else 'refused'}"]
+        lines.append(f"caller: {self.caller}{'' if self.on_main_thread else ' (not the main thread)'}")
+        for t in self.threads:
+            mark = f"allowed: {t.allowed_by}" if t.allowed_by else "NOT ALLOWED"
+            lines.append(f"  python thread {t.describe()} -> {mark}")
+        for n in self.native:
+            lines.append(f"  native thread {n.describe()}")
+        return "\n".join(lines)
+
+
+def _qualname(obj: object) -> tuple[str | None, str | None]:
+    """(module, qualified name) of a thread target, looking through bound methods and partials."""
+    func = getattr(obj, "func", obj)  # functools.partial
+    func = getattr(func, "__func__", func)  # bound method
+    module = getattr(func, "__module__", None)
+    name = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return module, f"{module}.{name}" if module else name
+
+
+def _allowed_by(thread: threading.Thread, cls_module: str, target_module: str | None) -> str | None:
+    for rule, reason in _rules:
+        if isinstance(rule, str):
+            for module in (cls_module, target_module):
+                if module and (module == rule or module.startswith(rule + ".")):
+                    return reason
+        else:
+            try:
+                if rule(thread):
+                    return reason
+            except Exception:  # a broken rule must not break forking; it simply does not allow
+                continue
+    return None
+
+
+def _python_threads() -> list[threading.Thread]:
+    # _active and _limbo see threads that debuggers hide from enumerate(); copy under the lock.
+    with threading._active_limbo_lock:  # type: ignore[attr-defined]
+        threads = list(threading._active.values()) + list(threading._limbo)  # type: ignore[attr-defined]
+    return threads
+
+
+def _describe(thread: threading.Thread) -> ThreadInfo:
+    cls = type(thread)
+    target = getattr(thread, "_target", None)
+    target_module, target_name = _qualname(target) if target is not None else (None, None)
+    if target is None and cls not in (threading.Thread,):
+        # A Thread subclass runs its own run(); name that.
+        target_module, target_name = cls.__module__, f"{cls.__module__}.{cls.__qualname__}.run"
+    return ThreadInfo(
+        name=thread.name,
+        ident=thread.ident,
+        native_id=getattr(thread, "native_id", None),
+        cls=f"{cls.__module__}.{cls.__qualname__}",
+        target=target_name,
+        daemon=thread.daemon,
+        allowed_by=_allowed_by(thread, cls.__module__, target_module),
+    )
+
+
+def _other_threads() -> list[ThreadInfo]:
+    me = threading.current_thread()
+    out = []
+    for thread in _python_threads():
+        if thread is me or isinstance(thread, threading._MainThread):  # type: ignore[attr-defined]
+            continue
+        if thread.ident is not None and not thread.is_alive():
+            continue
+        out.append(_describe(thread))
+    return out
+
+
+def _guess_native(comm: str, maps: str) -> str:
+    if comm.startswith("ZMQbg"):
+        return "libzmq background thread (owned by a zmq Context; never runs in the child)"
+    if "gomp" in maps or "libiomp" in maps:
+        return (
+            "probably an OpenMP worker: OpenMP in a forked child can hang, so do not call "
+            "OpenMP-parallel code (numpy/scipy BLAS, torch) in the child"
+        )
+    if "openblas" in maps.lower():
+        return "probably an OpenBLAS worker (set OPENBLAS_NUM_THREADS=1 if the child uses BLAS)"
+    return "unknown native thread (a C extension's own thread)"
+
+
+def _native_threads(python_tids: set[int]) -> list[NativeThread]:
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        return []
+    pid = os.getpid()
+    unknown = [t for t in tids if t != pid and t not in python_tids]
+    if not unknown:
+        return []
+    try:
+        with open("/proc/self/maps") as f:
+            maps = f.read()
+    except OSError:
+        maps = ""
+    out = []
+    for tid in sorted(unknown):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue  # it ended while we looked
+        out.append(NativeThread(tid, comm, _guess_native(comm, maps)))
+    return out
+
+
+def census(native: bool = True) -> Census:
+    """Count live threads and give the guard's verdict (``procmagic.census()``)."""
+    me = threading.current_thread()
+    threads = _other_threads()
+    python_tids = {t.native_id for t in threads if t.native_id}
+    python_tids.add(getattr(me, "native_id", 0) or 0)
+    return Census(
+        on_main_thread=me is threading.main_thread(),
+        caller=me.name,
+        threads=tuple(threads),
+        native=tuple(_native_threads(python_tids)) if native else (),
+    )
+
+
+def check(force: bool = False) -> Census:
+    """The guard as ``start()`` runs it: raise ForkRefused unless forking is safe or forced.
+
+    Native threads are not counted here (the verdict does not depend on them), which keeps the
+    check to a few microseconds per fork.
+    """
+    from .errors import ForkRefused
+
+    result = census(native=False)
+    if not result.on_main_thread or (result.offenders and not force):
+        raise ForkRefused(result.refusal(), result)
+    return result

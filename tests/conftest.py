@@ -1,0 +1,96 @@
+"""Shared fixtures. Every test fails if it leaves a child, a zombie, an fd or a SysV queue behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+
+def sysv_queue_ids() -> set[int]:
+    """msqids of every SysV message queue on the machine (from /proc/sysvipc/msg)."""
+    try:
+        with open("/proc/sysvipc/msg") as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return set()
+    return {int(line.split()[1]) for line in lines if line.strip()}
+
+
+def open_fds() -> dict[int, str]:
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass  # the listing's own fd, closed already
+    return out
+
+
+def _children() -> list[psutil.Process]:
+    try:
+        return psutil.Process().children(recursive=False)
+    except psutil.Error:
+        return []
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request):
+    """Fail a test that leaks a child, a zombie, an fd or a SysV queue; clean up after it."""
+    if request.node.get_closest_marker("allow_leaks"):
+        yield
+        return
+    before_children = {c.pid for c in _children()}
+    before_fds = open_fds()
+    before_queues = sysv_queue_ids()
+    yield
+    problems = []
+    deadline = time.monotonic() + 5.0  # a child may still be on its way out
+    while True:
+        leaked = [c for c in _children() if c.pid not in before_children]
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    for c in leaked:
+        try:
+            state = c.status()
+        except psutil.Error:
+            continue
+        problems.append(f"child pid {c.pid} left {'as a zombie' if state == psutil.STATUS_ZOMBIE else 'running'}")
+        try:
+            os.killpg(c.pid, signal.SIGKILL)
+        except OSError:
+            try:
+                os.kill(c.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            os.waitpid(c.pid, 0)
+        except OSError:
+            pass
+    from procmagic.core.reaper import registry
+
+    registry.reap_ready()
+    after_fds = open_fds()
+    new_fds = {fd: target for fd, target in after_fds.items() if before_fds.get(fd) != target}
+    if new_fds:
+        problems.append(f"fds left open: {new_fds}")
+    new_queues = sysv_queue_ids() - before_queues
+    if new_queues:
+        problems.append(f"SysV queues left behind: {sorted(new_queues)}")
+        import sysv_ipc
+
+        for q in new_queues:
+            try:
+                sysv_ipc.remove_message_queue(q)
+            except Exception:
+                pass
+    if problems:
+        pytest.fail("leak: " + "; ".join(problems), pytrace=False)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "allow_leaks: skip the leak check (the test checks on its own)")
