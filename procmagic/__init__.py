@@ -25,6 +25,8 @@ from .core import (
     allow_threads,
     census,
     children,
+    get,
+    procs,
     kill,
     reaped,
     wait,
@@ -72,5 +74,5 @@ def unload_ipython_extension(ipython: Any) -> None:
 __all__ = [
     "Process", "ExitStatus", "Census", "ForkRefused", "ForkWarning", "NoPipe", "NoQueue",
     "ProcessStateError", "ProcmagicError", "QueueEmpty", "QueueFull", "alarm", "allow_threads",
-    "census", "children", "kill", "reaped", "signal", "wait", "watch", "__version__",
+    "census", "children", "get", "procs", "kill", "reaped", "signal", "wait", "watch", "__version__",
 ]

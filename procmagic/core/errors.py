@@ -19,6 +19,12 @@ __all__ = [
 class ProcmagicError(Exception):
     """Base class of procmagic's own exceptions."""
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython's hook for custom rendering: the message says everything, so a notebook shows
+        # it without pages of procmagic's internal frames.
+        lines = str(self).splitlines() or [""]
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {lines[0]}", *lines[1:]]
+
 
 class ForkRefused(ProcmagicError, RuntimeError):
     """The threaded-fork guard refused to fork; ``census`` holds what it saw."""

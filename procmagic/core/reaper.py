@@ -23,6 +23,7 @@ import select
 import sys
 import time
 import traceback
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Deque
 
 from .status import ExitStatus, status_from_wait4
@@ -30,7 +31,7 @@ from .status import ExitStatus, status_from_wait4
 if TYPE_CHECKING:
     from .process import Process
 
-__all__ = ["Registry", "registry", "wait", "watch", "pidfd_supported", "children", "reaped"]
+__all__ = ["Registry", "registry", "wait", "watch", "pidfd_supported", "children", "reaped", "procs", "get"]
 
 Listener = Callable[[str, "Process", "ExitStatus | None"], None]
 
@@ -78,6 +79,9 @@ class Registry:
         self._reaped: Deque[ExitStatus] = collections.deque(maxlen=self.HISTORY)
         self._unclaimed: Deque[ExitStatus] = collections.deque(maxlen=self.HISTORY)
         self._listeners: list[Listener] = []
+        # Every child by id while anything else keeps its Process alive (a spawn record, a user
+        # variable): lookups by id or name, without extending any Process's life.
+        self._known: "weakref.WeakValueDictionary[int, Process]" = weakref.WeakValueDictionary()
         self._loop: Any = None
         self._poll_handle: Any = None
 
@@ -108,7 +112,32 @@ class Registry:
         return list(self._reaped)
 
     # -- lifecycle -----------------------------------------------------------------------------
+    def known(self) -> list[Process]:
+        """Live children and reaped ones still referenced somewhere, by id."""
+        return [self._known[k] for k in sorted(self._known.keys()) if k in self._known]
+
+    def find(self, key: int | str) -> "Process | list[Process]":
+        """A child by id (int or digits) or by name; a name shared by workers ("job" for "job/0",
+        "job/1", ...) gives the list of them."""
+        procs = self.known()
+        if isinstance(key, int) or (isinstance(key, str) and key.strip().isdigit()):
+            number = int(key)
+            for proc in procs:
+                if proc.id == number:
+                    return proc
+            raise KeyError(f"no procmagic child with id {number}; known ids: {[p.id for p in procs]}")
+        if not isinstance(key, str):
+            raise TypeError(f"key must be an id (int) or a name (str), not {key!r}")
+        exact = [p for p in procs if p._name == key]
+        if len(exact) == 1:
+            return exact[0]
+        group = exact or [p for p in procs if p._name and p._name.startswith(key + "/")]
+        if group:
+            return group
+        raise KeyError(f"no procmagic child named {key!r}; known names: {sorted({str(p.name) for p in procs})}")
+
     def add(self, proc: Process) -> None:
+        self._known[proc.id] = proc
         self._live[proc.pid] = proc  # type: ignore[index]
         if self._loop is not None:
             self._watch_one(proc)
@@ -273,6 +302,7 @@ class Registry:
             proc._errpipe = None
             proc._watched = False
         self._live.clear()
+        self._known = weakref.WeakValueDictionary()
         self._reaped.clear()
         self._unclaimed.clear()
         self._listeners.clear()
@@ -326,6 +356,16 @@ def watch(loop: Any) -> Callable[[], None]:
 def children() -> list[Process]:
     """procmagic's live (not yet reaped) children, oldest first."""
     return registry.live()
+
+
+def procs() -> list[Process]:
+    """procmagic's children by id: live ones, and reaped ones that something still references."""
+    return registry.known()
+
+
+def get(key: int | str) -> "Process | list[Process]":
+    """A child by id or name (a worker group's name gives the list); KeyError when unknown."""
+    return registry.find(key)
 
 
 def reaped() -> list[ExitStatus]:

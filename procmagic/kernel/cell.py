@@ -1,0 +1,52 @@
+"""Running a cell's body in the child, through the child's copy of the IPython shell.
+
+The child runs ``shell.run_cell`` on the body the parent already transformed and compiled, so
+``%time``, ``!cmd``, the last expression's display, ``display()``, matplotlib's inline figures
+and IPython's formatted tracebacks behave as in any cell; the kernel integration has pointed
+the shell's display machinery at procmagic's channel beforehand.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+import sys
+from typing import Any
+
+from ..core.child import _die_by, _exit_code_of
+from ..core.process import Process
+
+__all__ = ["make_target", "check_syntax"]
+
+
+def check_syntax(shell: Any, cell: str) -> str:
+    """Transform the cell as IPython would and compile it: a SyntaxError is raised here, in
+    the parent, before anything forks."""
+    source = shell.transform_cell(cell)
+    import ast
+
+    ast.parse(source, filename="<%%spawn cell>")
+    return source  # type: ignore[no-any-return]
+
+
+def make_target(shell: Any, source: str) -> Any:
+    def run_cell_in_child(proc: Process) -> int:
+        shell.user_ns["proc"] = proc
+        original_showtraceback = shell.showtraceback
+
+        def showtraceback(*args: Any, **kwargs: Any) -> None:
+            if sys.exc_info()[0] is SystemExit:
+                return  # sys.exit(n) in the body is the child's exit code, not an error
+            original_showtraceback(*args, **kwargs)
+
+        shell.showtraceback = showtraceback
+        result = shell.run_cell(source, store_history=False, silent=False)
+        error = result.error_before_exec or result.error_in_exec
+        if error is None:
+            return 0
+        if isinstance(error, SystemExit):
+            return _exit_code_of(error.code)
+        if isinstance(error, KeyboardInterrupt):
+            return _die_by(_signal.SIGINT)
+        return 1
+
+    return run_cell_in_child

@@ -1,0 +1,260 @@
+"""Routes a spawn's output into the cell that spawned it: read, decode, coalesce, cap, publish.
+
+The router owns no thread and no loop: a driver (the foreground wait loop on the main thread,
+or an asyncio loop for ``--bg``) calls ``on_readable(fd)`` and ``flush_due()``. Everything it
+publishes carries the spawning cell's parent header, captured at spawn time.
+
+Coalescing is where the cost is: publishing every read as its own message floods IOPub and
+slows the whole kernel. Text is held per (worker, stream) and published when it reaches
+``chunk`` bytes, or ``interval`` seconds after the previous publication. A first line after a
+quiet spell goes out at once, so latency stays low for ordinary prints.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import socket
+import time
+from typing import Any, Callable
+
+from .channel import MESSAGE, STDERR, STDOUT, FrameReader, decode_message
+
+__all__ = ["Router", "Source"]
+
+Publish = Callable[[str, dict[str, Any]], None]
+_READ = 256 * 1024
+
+
+def _decoder() -> Any:
+    return codecs.getincrementaldecoder("utf-8")("replace")
+
+
+class Source:
+    """One fd the router reads: a raw byte stream (a redirected child's pipe) or a channel."""
+
+    def __init__(self, sock: socket.socket, framed: bool, worker: int | None, name: str, owned: bool) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.framed = framed
+        self.worker = worker
+        self.name = name  # the stream a raw source publishes as
+        self.owned = owned  # close the socket at EOF
+        self.frames = FrameReader() if framed else None
+        self.decoders = {"stdout": _decoder(), "stderr": _decoder()}
+
+
+class Router:
+    def __init__(
+        self,
+        publish: Publish,
+        *,
+        label_workers: bool,
+        cap: int,
+        interval: float,
+        chunk: int = 256 * 1024,
+        log_path: str | None = None,
+        pause_above: int = 8 * 1024 * 1024,
+    ) -> None:
+        self._publish = publish
+        self._label = label_workers
+        self.cap = cap
+        self.interval = interval
+        self.chunk = chunk
+        self.pause_above = pause_above
+        self.sources: dict[int, Source] = {}
+        self._pending: dict[tuple[int | None, str], list[str]] = {}
+        self._pending_bytes = 0
+        self._line_start: dict[tuple[int | None, str], bool] = {}
+        self._last_flush = 0.0
+        self._flush_at: float | None = None
+        self.published = 0
+        self.withheld = 0
+        self._cap_noticed = False
+        self._log_path = log_path
+        self._log: Any = None
+        self.messages = 0
+        self.on_message: Callable[[str, dict[str, Any]], None] | None = None  # widgets listen here
+
+    # -- sources -------------------------------------------------------------------------------
+    def add(self, sock: socket.socket, *, framed: bool, worker: int | None = None, name: str = "stdout",
+            owned: bool = True) -> Source:
+        sock.setblocking(False)
+        source = Source(sock, framed, worker, name, owned)
+        self.sources[source.fd] = source
+        return source
+
+    @property
+    def open(self) -> bool:
+        return bool(self.sources)
+
+    def close_source(self, fd: int) -> None:
+        """Forget ``fd`` (its decoders' tails are kept), closing it when the router owns it."""
+        source = self.sources.pop(fd, None)
+        if source is None:
+            return
+        for name, decoder in source.decoders.items():
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                self._add_text(source.worker, name, tail)
+        if source.owned:
+            source.sock.close()
+
+    def on_readable(self, fd: int) -> bool:
+        """Read what is there; False once the source hit end of file (it is then closed)."""
+        source = self.sources.get(fd)
+        if source is None:
+            return False
+        try:
+            data = source.sock.recv(_READ)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except (ConnectionResetError, OSError):
+            data = b""
+        if not data:
+            return False  # the driver stops watching fd, then calls close_source(fd)
+        if source.frames is None:
+            self._add_text(source.worker, source.name, source.decoders[source.name].decode(data))
+        else:
+            for kind, payload in source.frames.feed(data):
+                if kind == STDOUT:
+                    self._add_text(source.worker, "stdout", source.decoders["stdout"].decode(payload))
+                elif kind == STDERR:
+                    self._add_text(source.worker, "stderr", source.decoders["stderr"].decode(payload))
+                elif kind == MESSAGE:
+                    try:
+                        msg_type, content = decode_message(payload)
+                    except ValueError:
+                        continue
+                    self.message(msg_type, content)
+        self._maybe_flush()
+        return True
+
+    @property
+    def paused(self) -> bool:
+        """True while so much text waits that reading should stop (the child then blocks)."""
+        return self._pending_bytes >= self.pause_above
+
+    # -- text ----------------------------------------------------------------------------------
+    def _add_text(self, worker: int | None, name: str, text: str) -> None:
+        if not text:
+            return
+        key = (worker, name)
+        if self._label and worker is not None:
+            text = self._labelled(key, text, f"[{worker}] ")
+        self._write_log(text)
+        self._pending.setdefault(key, []).append(text)
+        self._pending_bytes += len(text)
+
+    def _labelled(self, key: tuple[int | None, str], text: str, label: str) -> str:
+        start = self._line_start.get(key, True)
+        lines = text.split("\n")
+        out = []
+        for i, line in enumerate(lines):
+            last = i == len(lines) - 1
+            if last and not line:
+                break
+            out.append((label if (start or i > 0) else "") + line + ("" if last else "\n"))
+        self._line_start[key] = text.endswith("\n")
+        return "".join(out)
+
+    def add_notice(self, text: str, name: str = "stderr") -> None:
+        """A line of procmagic's own, published in order with the children's output."""
+        self.flush()
+        self._send_stream(name, text, count=False)
+
+    def _maybe_flush(self) -> None:
+        now = time.monotonic()
+        if self._pending_bytes >= self.chunk or now - self._last_flush >= self.interval:
+            self.flush(now)
+        elif self._pending and self._flush_at is None:
+            self._flush_at = self._last_flush + self.interval
+
+    def due(self) -> float | None:
+        """Monotonic time of the next flush the driver must call, or None."""
+        return self._flush_at if self._pending else None
+
+    def flush_due(self) -> None:
+        if self._flush_at is not None and time.monotonic() >= self._flush_at:
+            self.flush()
+
+    def flush(self, now: float | None = None) -> None:
+        self._flush_at = None
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        self._pending_bytes = 0
+        # stdout of every worker first, then stderr: one message per stream and flush
+        for name in ("stdout", "stderr"):
+            text = "".join("".join(parts) for (w, n), parts in pending.items() if n == name)
+            if text:
+                self._send_stream(name, text)
+        self._last_flush = now if now is not None else time.monotonic()
+
+    def _send_stream(self, name: str, text: str, count: bool = True) -> None:
+        if count:
+            room = self.cap - self.published
+            if room <= 0:
+                self.withheld += len(text)
+                return
+            if len(text) > room:
+                self.withheld += len(text) - room
+                text = text[:room]
+            self.published += len(text)
+        self.messages += 1
+        self._publish("stream", {"name": name, "text": text})
+        if count and self.published >= self.cap and not self._cap_noticed:
+            self._cap_noticed = True
+            self.messages += 1
+            self._publish("stream", {"name": "stderr", "text": (
+                f"\n[procmagic] output reached the cap of {_size(self.cap)} "
+                f"(%config ProcMagics.output_cap); the rest is withheld from the notebook and kept in "
+                f"{self._log_path}\n")})
+
+    # -- messages ------------------------------------------------------------------------------
+    def message(self, msg_type: str, content: dict[str, Any]) -> None:
+        """A display, result or error from a child: after the text before it, at once."""
+        self.flush()
+        self.messages += 1
+        self._publish(msg_type, content)
+        if self.on_message is not None:
+            self.on_message(msg_type, content)
+
+    # -- the log -------------------------------------------------------------------------------
+    def _write_log(self, text: str) -> None:
+        if self._log_path is None:
+            return
+        if self._log is None:
+            os.makedirs(os.path.dirname(self._log_path), mode=0o700, exist_ok=True)
+            self._log = open(self._log_path, "w", encoding="utf-8", errors="replace")
+        self._log.write(text)
+
+    def close(self) -> str | None:
+        """Close every source and the log. Returns the log's path when output was withheld
+        (the log is kept), else None (the log is deleted: the notebook has all of it)."""
+        for fd in list(self.sources):
+            self.close_source(fd)
+        self.flush()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+            if not self.withheld:
+                try:
+                    os.unlink(self._log_path)  # type: ignore[arg-type]
+                except OSError:
+                    pass
+        if self.withheld:
+            self.messages += 1
+            self._publish("stream", {"name": "stderr", "text": (
+                f"[procmagic] {_size(self.withheld)} of output withheld past the cap; the full output "
+                f"is in {self._log_path}\n")})
+            return self._log_path
+        return None
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"

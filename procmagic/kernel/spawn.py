@@ -1,0 +1,274 @@
+"""A spawn: the children one ``%%spawn`` cell started, their output router, and their fate.
+
+This module builds the children (one ``Process`` each, plus the channel and fd sockets of the
+kernel integration), starts them and records the spawn where the widgets and ``%procs`` find
+it. ``drivers.py`` then runs it in the foreground or in the background.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Deque
+
+from ..core.process import Process
+from ..core.status import ExitStatus
+from .channel import make_channel
+from .child_setup import SpawnWiring
+from .context import Context
+from .router import Router
+
+__all__ = ["Settings", "SpawnOptions", "Spawn", "spawns", "subscribe", "spawn_of", "open_sockets"]
+
+
+@dataclass
+class Settings:
+    output_cap: int = 4 * 1024 * 1024
+    flush_interval: float = 0.05
+    interrupt_grace: float = 2.0
+    term_grace: float = 2.0
+    drain_timeout: float = 2.0
+    log_dir: str = ""
+    show_status: str = "all"  # "all", "failures" or "none"
+
+
+@dataclass
+class SpawnOptions:
+    redirect: bool = False
+    bg: bool = False
+    name: str | None = None
+    pipe: str | None = "dgram"
+    n: int = 1
+    queue: int | None = None  # None: no queue; -1: a private queue; else the key
+    timeout: float | None = None
+    signal_on_interrupt: int = 2
+    force: bool = False
+    out: str | None = None
+
+
+_numbers = itertools.count(1)
+_history: Deque["Spawn"] = collections.deque(maxlen=100)
+_by_proc: dict[int, "Spawn"] = {}
+_listeners: list[Callable[[str, "Spawn", Any], None]] = []
+
+#: Sockets of the kernel's side (router sources) and children's ends not yet handed over:
+#: every child closes all of them but its own, or a sibling would hold a pipe open.
+open_sockets: set[socket.socket] = set()
+
+
+def subscribe(listener: Callable[[str, "Spawn", Any], None]) -> Callable[[], None]:
+    """``listener(event, spawn, detail)`` on ``"started"``, ``"status"`` and ``"finished"``."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener) if listener in _listeners else None
+
+
+def emit(event: str, spawn: "Spawn", detail: Any = None) -> None:
+    for listener in list(_listeners):
+        try:
+            listener(event, spawn, detail)
+        except Exception:
+            import traceback
+
+            traceback.print_exc(file=os.sys.__stderr__)  # type: ignore[attr-defined]
+
+
+def spawns() -> list["Spawn"]:
+    """The last 100 spawns, oldest first."""
+    return list(_history)
+
+
+def spawn_of(proc: Process) -> "Spawn | None":
+    return _by_proc.get(proc.id)
+
+
+def _log_dir(settings: Settings) -> str:
+    return settings.log_dir or os.path.join(tempfile.gettempdir(), f"procmagic-{os.getuid()}", str(os.getpid()))
+
+
+class Spawn:
+    """The children of one ``%%spawn`` cell."""
+
+    def __init__(self, ctx: Context, options: SpawnOptions, cell: str, settings: Settings) -> None:
+        self.number = next(_numbers)
+        self.ctx = ctx
+        self.options = options
+        self.settings = settings
+        self.cell = cell
+        self.name = options.name or f"spawn-{self.number}"
+        self.header = ctx.header()
+        self.publish = ctx.publisher(self.header)
+        self.procs: list[Process] = []
+        self.statuses: dict[int, ExitStatus] = {}
+        self.started_at = time.time()
+        self.finished_at: float | None = None
+        self.timed_out = False
+        self.interrupted = False
+        self.finished = threading.Event()
+        self.log_path: str | None = None
+        self.driver: Any = None
+        self.queue: Any = None
+        log = os.path.join(_log_dir(settings), f"{self.name.replace('/', '_')}-{self.number}.log")
+        self.router = Router(self.publish, label_workers=options.n > 1, cap=settings.output_cap,
+                             interval=settings.flush_interval, log_path=log)
+
+    @property
+    def background(self) -> bool:
+        return self.options.bg
+
+    @property
+    def done(self) -> bool:
+        return self.finished.is_set()
+
+    def __repr__(self) -> str:
+        state = "finished" if self.done else "running"
+        return f"<Spawn #{self.number} {self.name!r} {len(self.procs)} children {state}>"
+
+    # -- building and starting -----------------------------------------------------------------
+    def start(self, target: Callable[[Process], Any]) -> None:
+        """Create and start every child; on any failure, stop the started ones and clean up."""
+        opts = self.options
+        kernel = not self.ctx.terminal
+        wirings: list[tuple[Process, SpawnWiring, Any, Any]] = []
+        try:
+            for i in range(opts.n):
+                name = self.name if opts.n == 1 else f"{self.name}/{i}"
+                proc = Process(target, redirect=opts.redirect, pipe=opts.pipe, name=name)
+                proc.worker = i
+                ch_parent = ch_child = fd_parent = fd_child = None
+                if kernel:
+                    ch_parent, ch_child = make_channel()
+                    if not opts.redirect:
+                        fd_parent, fd_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                for sock in (ch_parent, ch_child, fd_parent, fd_child):
+                    if sock is not None:
+                        open_sockets.add(sock)
+                proc._wiring = SpawnWiring(ch_child, fd_child, self.cell, i)  # type: ignore[attr-defined]
+                wirings.append((proc, proc._wiring, ch_parent, fd_parent))  # type: ignore[attr-defined]
+                self.procs.append(proc)
+            if opts.queue is not None:
+                self._attach_queue()
+            for proc, wiring, ch_parent, fd_parent in wirings:
+                proc.start(force=opts.force)
+                for sock in (wiring.channel, wiring.fdout):
+                    if sock is not None:
+                        open_sockets.discard(sock)
+                        sock.close()
+                wiring.channel = wiring.fdout = None
+                if opts.redirect:
+                    proc._read_owner = (
+                        f"the pipe of {proc.name!r} is read by procmagic, which streams it into the cell "
+                        "(%%spawn --redirect); use write() to feed the child's stdin"
+                    )
+                    self.router.add(proc._sock, framed=False, worker=proc.worker, name="stdout", owned=False)
+                if fd_parent is not None:
+                    self.router.add(fd_parent, framed=False, worker=proc.worker, name="stdout")
+                if ch_parent is not None:
+                    self.router.add(ch_parent, framed=True, worker=proc.worker)
+                _by_proc[proc.id] = self
+        except BaseException:
+            self._abort(wirings)
+            raise
+        _history.append(self)
+        emit("started", self)
+
+    def _attach_queue(self) -> None:
+        key = None if self.options.queue == -1 else self.options.queue
+        first = self.procs[0]
+        self.queue = first.use_queue(key=key)
+        for proc in self.procs[1:]:
+            proc.use_queue(key=self.queue)
+
+    def _abort(self, wirings: list[tuple[Process, SpawnWiring, Any, Any]]) -> None:
+        for proc in self.procs:
+            if proc.pid is not None and proc.exitstatus is None:
+                try:
+                    proc.stop(grace=self.settings.term_grace)
+                except Exception:
+                    pass
+        for proc, wiring, ch_parent, fd_parent in wirings:
+            for sock in (wiring.channel, wiring.fdout, ch_parent, fd_parent):
+                if sock is not None:
+                    open_sockets.discard(sock)
+                    sock.close()
+            proc.close()
+        for fd in list(self.router.sources):
+            self.router.close_source(fd)
+        if self.queue is not None:
+            try:
+                self.queue.free()
+            except Exception:
+                pass
+
+    # -- ending --------------------------------------------------------------------------------
+    def status_line(self, proc: Process, status: ExitStatus) -> str:
+        return (f"[procmagic] {proc.name} (id {status.id}, pid {status.pid}) {status.how} after "
+                f"{status.wall_time:.2f} s, cpu {status.cpu_time:.2f} s, peak rss {status.max_rss / 1e6:.0f} MB\n")
+
+    def record(self, proc: Process, status: ExitStatus) -> None:
+        self.statuses[proc.id] = status
+        emit("status", self, (proc, status))
+
+    def finish(self) -> None:
+        """Close the router (flushing everything), show exit statuses, release what is left."""
+        if self.finished.is_set():
+            return
+        router = self.router
+        for fd in list(router.sources):
+            router.close_source(fd)
+            router.sources.pop(fd, None)
+        for sock in list(open_sockets):
+            if sock.fileno() < 0:
+                open_sockets.discard(sock)
+        self.log_path = router.close()
+        show = self.settings.show_status
+        for proc in self.procs:
+            status = self.statuses.get(proc.id) or proc.exitstatus
+            if status is None or show == "none" or (show == "failures" and status.ok):
+                continue
+            router.add_notice(self.status_line(proc, status), name="stdout" if status.ok else "stderr")
+        for proc in self.procs:
+            if proc.redirect:
+                proc.close()  # end of file was read: nothing more can come, nothing can be written
+            else:
+                _close_if_drained(proc)
+        if self.queue is not None and self.options.queue == -1:
+            try:
+                self.queue.free()  # a private queue dies with its spawn
+            except Exception:
+                pass
+        self.finished_at = time.time()
+        self.finished.set()
+        emit("finished", self)
+
+
+def _close_if_drained(proc: Process) -> None:
+    """Close a finished child's pipe unless it left messages the notebook may still read()."""
+    sock = proc._sock
+    if sock is None or sock.fileno() < 0:
+        return
+    try:
+        data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return  # nothing now, but the pipe is still open: a descendant holds it
+    except OSError:
+        data = b""
+    if not data:
+        proc.close()
+
+
+def close_others_in_child(proc: Process) -> None:
+    """In a child: close every kernel-side socket and every sibling's handed-over end."""
+    wiring = getattr(proc, "_wiring", None)
+    mine = {wiring.channel, wiring.fdout} if wiring is not None else set()
+    for sock in list(open_sockets):
+        if sock not in mine:
+            try:
+                sock.close()
+            except OSError:
+                pass
