@@ -98,9 +98,9 @@ def _open_std(fd: int, mode: str) -> Any:
 
 def bind_std_streams() -> None:
     """Fresh ``sys.stdin/stdout/stderr`` (and their ``__dunder__`` twins) over fds 0, 1 and 2."""
-    sys.stdin = sys.__stdin__ = _open_std(0, "r")
-    sys.stdout = sys.__stdout__ = _open_std(1, "w")
-    sys.stderr = sys.__stderr__ = _open_std(2, "w")
+    sys.stdin = sys.__stdin__ = _open_std(0, "r")  # type: ignore[misc]
+    sys.stdout = sys.__stdout__ = _open_std(1, "w")  # type: ignore[misc]
+    sys.stderr = sys.__stderr__ = _open_std(2, "w")  # type: ignore[misc]
 
 
 def _set_death_signal(parent_pid: int) -> None:
@@ -144,6 +144,7 @@ def _setup(proc: "Process", parent_pid: int) -> None:
         fd = proc._sock.fileno()
         for target in (0, 1, 2):
             os.dup2(fd, target)
+    proc._inherited_streams = (sys.stdin, sys.stdout, sys.stderr)
     bind_std_streams()
     proc._apply_child_settings()
     for hook in list(_hooks):

@@ -74,11 +74,14 @@ def recv(
     blocking: bool,
     message: bool,
     exit_fd: int | None = None,
+    exited: bool = False,
 ) -> bytes:
     """One receive of at most ``size`` bytes; b"" at end of file.
 
     ``exit_fd`` is the child's pidfd, watched while waiting: once the child has exited and no
     data is left, the read answers b"" rather than waiting on a descendant that kept the pipe.
+    ``exited`` says the child was reaped already (its pidfd is closed): only what is in the
+    pipe now is read, else b"".
     """
     if sock is None or sock.fileno() < 0:
         raise NoPipe("no pipe to read from: this Process has pipe=None, or its pipe was closed")
@@ -87,14 +90,16 @@ def recv(
     if size <= 0:
         raise ValueError(f"size must be at least 1 byte, got {size}")
     size = min(int(size), MAX_READ)
-    if not blocking:
+    if not blocking or exited:
         deadline: float | None = time.monotonic()
     else:
         deadline = _deadline(timeout)
     fd = sock.fileno()
-    ready, exited = _wait(fd, select.POLLIN, deadline, exit_fd)
+    ready, exit_seen = _wait(fd, select.POLLIN, deadline, exit_fd)
     if not ready:
         if exited:
+            return b""
+        if exit_seen:
             ready, _ = _wait(fd, select.POLLIN, time.monotonic())
             if not ready:
                 return b""

@@ -136,6 +136,8 @@ class Process:
         self._priority: int | None = None
         self._queue: Any = None
         self.worker: int | None = None  # the worker index with %%spawn -n / Pool
+        self._inherited_streams: tuple[Any, Any, Any] = (None, None, None)  # the child's, before rebinding
+        self._read_owner: str | None = None  # set when procmagic itself reads the pipe (%%spawn --redirect)
         _all.add(self)
 
     # -- identity ------------------------------------------------------------------------------
@@ -223,7 +225,9 @@ class Process:
             except Exception:
                 pass
         slot = _counters.allocate()
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        # Non-blocking: the parent reads it once the child is reaped, and a grandchild forked
+        # without exec may still hold the write end.
+        err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         forced = not census.ok
         parent_pid = os.getpid()
         try:
@@ -475,8 +479,11 @@ class Process:
         TimeoutError. In the parent, once the child has exited and nothing is left, returns b""
         instead of waiting.
         """
+        if self._read_owner is not None and not self._in_child:
+            raise ProcessStateError(self._read_owner)
         seconds = _timeout_value(timeout) if timeout is not None else self._timeout
-        return _pipe.recv(self._sock, size, seconds, self._blocking, self._kind == "dgram", self._exit_fd())
+        reaped = self._status is not None and not self._in_child
+        return _pipe.recv(self._sock, size, seconds, self._blocking, self._kind == "dgram", self._exit_fd(), reaped)
 
     def set_blocking(self, blocking: bool = True) -> None:
         """Non-blocking: read() and write() raise BlockingIOError instead of waiting."""
@@ -493,6 +500,9 @@ class Process:
         redirected child's stdin) or ``"both"`` (closes the fd)."""
         if which not in ("read", "write", "both"):
             raise ValueError(f"which must be 'read', 'write' or 'both', not {which!r}")
+        if which == "both" and self._child_sock is not None:
+            self._child_sock.close()  # never started: the end meant for the child goes too
+            self._child_sock = None
         sock = self._sock
         if sock is None or sock.fileno() < 0:
             if which == "both":

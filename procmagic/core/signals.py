@@ -218,4 +218,4 @@ def alarm(usec: Any, which: Any = _signal.ITIMER_REAL) -> None:
     seconds = float(usec) / 1e6
     _signal.setitimer(kind, seconds, seconds)
     slot.set(counters.ALARM_WHICH, kind + 1)
-    slot.set(counters.ALARM_INTERVAL_US, int(usec))
+    slot.set(counters.ALARM_INTERVAL_US, int(float(usec)))

@@ -51,7 +51,8 @@ class ExitStatus:
         if self.signal is None and self.code is None:
             return "status unknown (reaped outside procmagic)"
         if self.signal is not None:
-            text = f"killed by {self.signal.name}"
+            # a real-time signal has no name in signal.Signals: _signal_of kept the number
+            text = f"killed by {getattr(self.signal, 'name', f'signal {int(self.signal)}')}"
             if self.core_dumped:
                 text += " (core dumped)"
         else:
