@@ -121,6 +121,7 @@ class ProcMagics(Magics):
         options = self._parse(line)
         source = check_syntax(self.shell, cell)
         spawn = Spawn(self.ctx, options, source, self.settings())
+        self._show_panel(spawn)
         try:
             spawn.start(make_target(self.shell, source))
         except ForkRefused as exc:
@@ -136,6 +137,9 @@ class ProcMagics(Magics):
                 spawn.driver.start()
             return
         run_foreground(spawn)
+
+    def _show_panel(self, spawn: Spawn) -> None:
+        """Hook for the live panel shown above a spawn's output (the widgets layer)."""
 
     def _parse(self, line: str) -> SpawnOptions:
         try:

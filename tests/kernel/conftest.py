@@ -1,0 +1,123 @@
+"""Real ipykernel kernels driven with jupyter_client. Assertions are on ``parent_header``:
+nbclient drops output that arrives after a cell ends, these tests do not."""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from jupyter_client.manager import KernelManager
+
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "/tests/kernel/" in str(item.fspath):
+            item.add_marker(pytest.mark.kernel)
+
+
+@dataclass
+class Cell:
+    msg_id: str
+    reply: dict[str, Any] = field(default_factory=dict)
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # iopub messages of this cell
+
+    def text(self, name: str | None = None) -> str:
+        return "".join(m["content"]["text"] for m in self.outputs
+                       if m["msg_type"] == "stream" and (name is None or m["content"]["name"] == name))
+
+    def errors(self) -> list[dict[str, Any]]:
+        return [m["content"] for m in self.outputs if m["msg_type"] == "error"]
+
+    def of_type(self, msg_type: str) -> list[dict[str, Any]]:
+        return [m["content"] for m in self.outputs if m["msg_type"] == msg_type]
+
+
+class Kernel:
+    """A kernel and a client; every IOPub message is kept and filed by its parent msg_id."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        env = dict(os.environ)
+        env.update(extra_env or {})
+        self.km = KernelManager(kernel_name="python3")
+        self.km.start_kernel(env=env, extra_arguments=[], cwd=os.getcwd())
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=60)
+        self.by_parent: dict[str, list[dict[str, Any]]] = {}
+
+    @property
+    def pid(self) -> int:
+        return self.km.provisioner.process.pid  # type: ignore[union-attr]
+
+    def _pump(self, timeout: float) -> dict[str, Any] | None:
+        try:
+            msg = self.kc.get_iopub_msg(timeout=timeout)
+        except queue.Empty:
+            return None
+        parent = msg.get("parent_header", {}).get("msg_id", "")
+        self.by_parent.setdefault(parent, []).append(msg)
+        return msg
+
+    def execute(self, code: str, timeout: float = 60, wait: bool = True, stop_on_error: bool = False) -> Cell:
+        msg_id = self.kc.execute(code, stop_on_error=stop_on_error)
+        cell = Cell(msg_id)
+        if wait:
+            self.finish(cell, timeout)
+        return cell
+
+    def finish(self, cell: Cell, timeout: float = 60) -> Cell:
+        deadline = time.monotonic() + timeout
+        idle = False
+        while not idle:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"cell {cell.msg_id} did not finish within {timeout} s")
+            msg = self._pump(min(left, 1.0))
+            if msg is None:
+                continue
+            if (msg["parent_header"].get("msg_id") == cell.msg_id and msg["msg_type"] == "status"
+                    and msg["content"]["execution_state"] == "idle"):
+                idle = True
+        cell.reply = self.kc.get_shell_msg(timeout=timeout)["content"]
+        cell.outputs = self.outputs(cell.msg_id)
+        return cell
+
+    def outputs(self, msg_id: str) -> list[dict[str, Any]]:
+        return [m for m in self.by_parent.get(msg_id, []) if m["msg_type"] != "status" and m["msg_type"] != "execute_input"]
+
+    def collect_until(self, predicate: Any, timeout: float = 30) -> bool:
+        """Pump IOPub until predicate() is true (for background output); False on time-out."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._pump(min(left, 0.5))
+        return True
+
+    def close(self) -> None:
+        try:
+            self.kc.stop_channels()
+        finally:
+            if self.km.has_kernel:
+                self.km.shutdown_kernel(now=False)
+
+
+@pytest.fixture
+def kernel():
+    k = Kernel()
+    try:
+        k.execute("%load_ext procmagic", timeout=60)
+        yield k
+    finally:
+        k.close()
+
+
+def stream_text(msgs: list[dict[str, Any]]) -> str:
+    return "".join(m["content"]["text"] for m in msgs if m["msg_type"] == "stream")
