@@ -1,0 +1,53 @@
+"""Fixtures of the unit tests: a Process factory that cleans up, and signal-state hygiene."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any, Callable, Iterator
+
+import pytest
+
+import procmagic
+from procmagic import Process
+
+from .helpers import _cleanup
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., Process]]:
+    """``spawn(target, **kwargs)`` makes a Process; at teardown any left running is killed and
+    reaped, and every pipe closed (before the leak check runs)."""
+    made: list[Process] = []
+
+    def make(target: Callable[[Process], Any], *args: Any, **kwargs: Any) -> Process:
+        proc = Process(target, *args, **kwargs)
+        made.append(proc)
+        return proc
+
+    yield make
+    for proc in made:
+        _cleanup(proc)
+
+
+@pytest.fixture
+def fresh_wait() -> Iterator[None]:
+    """Drain statuses that earlier tests left unreported, so wait() sees only this test's."""
+    while procmagic.wait(blocking=False) is not None:
+        pass
+    yield
+    while procmagic.wait(blocking=False) is not None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def restore_signal_handlers() -> Iterator[None]:
+    """Tests that install handlers in the test process get the previous ones back."""
+    saved = {}
+    for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        saved[sig] = signal.getsignal(sig)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    yield
+    for sig, handler in saved.items():
+        if handler is not None:
+            signal.signal(sig, handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
