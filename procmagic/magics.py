@@ -391,7 +391,11 @@ def _select(targets: list[str], live_only: bool) -> list[Process]:
 
 def _usage(magic: Any) -> str:
     parser = getattr(magic, "parser", None)
-    return parser.format_usage().strip() if parser is not None else ""
+    if parser is None:
+        return ""
+    # IPython's formatter starts usage with "::" (reST); show it the way argparse would
+    lines = [line.strip() for line in parser.format_usage().replace("::", "").strip().splitlines()]
+    return "usage: " + " ".join(line for line in lines if line)
 
 
 def _with_hints(message: str) -> str:

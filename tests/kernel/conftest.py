@@ -50,6 +50,7 @@ class Kernel:
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=60)
         self.by_parent: dict[str, list[dict[str, Any]]] = {}
+        self.all: list[dict[str, Any]] = []  # every IOPub message, in arrival order
 
     @property
     def pid(self) -> int:
@@ -61,6 +62,7 @@ class Kernel:
         except queue.Empty:
             return None
         parent = msg.get("parent_header", {}).get("msg_id", "")
+        self.all.append(msg)
         self.by_parent.setdefault(parent, []).append(msg)
         return msg
 
