@@ -48,13 +48,15 @@ def _tcp_inodes(ports: set[int]) -> set[int]:
 
 
 def kernel_fds(kernel: Any) -> list[tuple[int, int, int]]:
-    """(fd, st_dev, st_ino) of the kernel's TCP sockets (its five ports, listening and
-    connected) and of the eventfd/epoll descriptors of zmq and the kernel's loops.
+    """(fd, st_dev, st_ino) of the kernel's TCP sockets (its five ports and the IOPub pipe's,
+    listening and connected) and of the eventfd/epoll descriptors of zmq and the kernel's loops.
 
     Computed once in the parent: these live as long as the kernel does.
     """
     app = getattr(kernel, "parent", None)
     ports = {getattr(app, name, 0) for name in ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")}
+    # the IOPub thread's PULL socket, where ipykernel collects a forked child's print()s
+    ports.add(getattr(getattr(kernel, "iopub_thread", None), "_pipe_port", 0) or 0)
     ports.discard(0)
     ports.discard(None)  # type: ignore[arg-type]
     inodes = _tcp_inodes(ports) if ports else set()

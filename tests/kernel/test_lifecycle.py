@@ -1,0 +1,191 @@
+"""Interrupts, time-outs, restarts, a SIGKILLed kernel, shutdown, the guard and unloading,
+each in a kernel of its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from .conftest import Kernel
+
+
+@pytest.fixture
+def k():
+    kernel = Kernel()
+    try:
+        kernel.execute("%load_ext procmagic")
+        yield kernel
+    finally:
+        kernel.close()
+
+
+def _pid_of(kernel: Kernel, name: str) -> int:
+    cell = kernel.execute(f"import procmagic\nprint(procmagic.get({name!r}).pid)")
+    return int(cell.text().strip())
+
+
+def _gone(pid: int, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True  # dead; its parent (not us) reaps it
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _wait_for_text(kernel: Kernel, msg_id: str, text: str, timeout: float = 30) -> bool:
+    return kernel.collect_until(lambda: text in "".join(
+        m["content"].get("text", "") for m in kernel.outputs(msg_id) if m["msg_type"] == "stream"), timeout)
+
+
+def test_interrupt_is_forwarded_to_a_foreground_child(k):
+    cell = k.execute("%%spawn --name napper\nimport time\nprint('started', flush=True)\ntime.sleep(120)", wait=False)
+    assert _wait_for_text(k, cell.msg_id, "started")
+    k.km.interrupt_kernel()
+    k.finish(cell, timeout=60)
+    assert cell.reply["status"] == "error" and cell.reply["ename"] == "KeyboardInterrupt"
+    assert "killed by SIGINT" in cell.text()
+
+
+def test_interrupt_escalates_to_sigterm_when_the_child_ignores_sigint(k):
+    k.execute("%config ProcMagics.interrupt_grace = 0.5")
+    cell = k.execute(
+        "%%spawn\nimport signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('deaf', flush=True)\ntime.sleep(120)",
+        wait=False)
+    assert _wait_for_text(k, cell.msg_id, "deaf")
+    k.km.interrupt_kernel()
+    k.finish(cell, timeout=60)
+    assert "killed by SIGTERM" in cell.text()
+
+
+def test_background_children_are_not_hit_by_an_interrupt_aimed_at_another_cell(k):
+    k.execute("%%spawn --bg --name survivor\nimport time; time.sleep(120)")
+    pid = _pid_of(k, "survivor")
+    cell = k.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(120)", wait=False)
+    assert _wait_for_text(k, cell.msg_id, "sleeping")
+    k.km.interrupt_kernel()
+    k.finish(cell, timeout=60)
+    assert cell.reply["status"] == "error"
+    assert psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    k.execute("%kill -s KILL survivor\n%wait survivor")
+    assert _gone(pid)
+
+
+def test_timeout_terminates_and_the_status_says_so(k):
+    cell = k.execute("%%spawn --timeout 0.5\nimport time; time.sleep(60)")
+    assert "time-out after 0.5 s" in cell.text()
+    assert "killed by SIGTERM, timed out" in cell.text()
+
+
+def test_background_timeout_fires_while_a_synchronous_cell_runs(k):
+    bg = k.execute("%%spawn --bg --timeout 0.5 --name late\nimport time; time.sleep(60)")
+    k.execute("import time; time.sleep(2)")
+    assert _wait_for_text(k, bg.msg_id, "timed out", 30)
+
+
+def test_restart_with_a_live_child_stops_it_and_the_new_kernel_starts(k):
+    k.execute("%%spawn --bg --name stubborn\nimport signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(300)")
+    pid = _pid_of(k, "stubborn")
+    k.km.restart_kernel(now=False)
+    k.kc.wait_for_ready(timeout=60)
+    assert _gone(pid), "the child outlived its kernel's restart"
+    k.execute("%load_ext procmagic")
+    cell = k.execute("%%spawn\nprint('after restart')")
+    assert "after restart" in cell.text()
+
+
+def test_a_child_surviving_restart_would_not_hold_the_kernel_ports(k):
+    # the child closes the kernel's sockets: it holds none of the kernel's listening ports
+    cell = k.execute(
+        "%%spawn\n"
+        "import os\n"
+        "links = [os.readlink(f'/proc/self/fd/{fd}') for fd in os.listdir('/proc/self/fd') if os.path.exists(f'/proc/self/fd/{fd}')]\n"
+        "inodes = {l[8:-1] for l in links if l.startswith('socket:[')}\n"
+        "listening = [line.split()[9] for line in open('/proc/self/net/tcp').read().splitlines()[1:] if line.split()[3] == '0A']\n"
+        "print('held listeners:', len(inodes & set(listening)))\n"
+        "print('zmq fds:', sum(1 for l in links if l in ('anon_inode:[eventfd]', 'anon_inode:[eventpoll]')))"
+    )
+    assert "held listeners: 0" in cell.text()
+    assert "zmq fds: 0" in cell.text()
+
+
+def test_kernel_killed_with_sigkill_leaves_no_child_alive(k):
+    k.execute("%%spawn --bg --name orphan -n 2\nimport time; time.sleep(300)")
+    pids = [int(x) for x in k.execute("import procmagic\nprint(*[p.pid for p in procmagic.get('orphan')])").text().split()]
+    os.kill(k.pid, signal.SIGKILL)
+    for pid in pids:
+        assert _gone(pid), f"child {pid} outlived a SIGKILLed kernel"
+
+
+def test_graceful_shutdown_stops_and_reaps_every_child(k):
+    k.execute("%%spawn --bg --name leftover\nimport time; time.sleep(300)")
+    pid = _pid_of(k, "leftover")
+    k.km.shutdown_kernel(now=False)
+    assert _gone(pid)
+
+
+def test_guard_refuses_a_user_thread_and_names_it_then_passes_once_it_ends(k):
+    k.execute("import threading\nev = threading.Event()\nworker = threading.Thread(target=ev.wait, name='my-worker')\nworker.start()")
+    cell = k.execute("%%spawn\nprint('must not run')")
+    assert cell.errors() and cell.errors()[0]["ename"] == "ForkRefused"
+    assert "my-worker" in cell.errors()[0]["evalue"] + "".join(cell.errors()[0]["traceback"])
+    assert "must not run" not in cell.text()
+    check = k.execute("%forkcheck")
+    assert "NOT ALLOWED" in check.text() and "my-worker" in check.text()
+    forced = k.execute("%%spawn --force\nprint('forced through')")
+    assert "forced through" in forced.text()
+    assert "ForkWarning" in forced.text("stderr") or "forking anyway" in forced.text("stderr")
+    k.execute("ev.set(); worker.join()")
+    ok = k.execute("%%spawn\nprint('guard passes again')")
+    assert "guard passes again" in ok.text()
+
+
+def test_guard_refuses_a_live_thread_pool_executor(k):
+    k.execute("from concurrent.futures import ThreadPoolExecutor\nex = ThreadPoolExecutor(2)\nex.submit(sum, [1, 2]).result()")
+    cell = k.execute("%%spawn\npass")
+    assert cell.errors() and "ThreadPoolExecutor" in "".join(cell.errors()[0]["traceback"])
+    k.execute("ex.shutdown(wait=True)")
+    assert not k.execute("%%spawn\npass").errors()
+
+
+def test_guard_refuses_after_the_script_magic_started_its_event_loop_thread(k):
+    k.execute("%%bash\necho hi")
+    cell = k.execute("%%spawn\npass")
+    assert cell.errors() and cell.errors()[0]["ename"] == "ForkRefused"
+    assert "%%script" in "".join(cell.errors()[0]["traceback"])
+
+
+def test_a_cell_in_a_subshell_is_refused(k):
+    kc = k.kc
+    msg = kc.session.msg("create_subshell_request", {})
+    kc.control_channel.send(msg)
+    reply = kc.get_control_msg(timeout=30)
+    subshell_id = reply["content"].get("subshell_id")
+    if not subshell_id:
+        pytest.skip(f"this ipykernel has no subshells: {reply['content']}")
+    execute = kc.session.msg("execute_request", {"code": "%%spawn\nprint('from subshell')", "silent": False,
+                                                  "store_history": True, "user_expressions": {},
+                                                  "allow_stdin": False, "stop_on_error": False})
+    execute["header"]["subshell_id"] = subshell_id
+    kc.shell_channel.send(execute)
+    from .conftest import Cell
+
+    cell = k.finish(Cell(execute["header"]["msg_id"]), timeout=60)
+    assert cell.errors() and cell.errors()[0]["ename"] == "ForkRefused"
+    assert "main thread" in cell.errors()[0]["evalue"]
+
+
+def test_unload_removes_the_magics_and_reload_works(k):
+    k.execute("%unload_ext procmagic")
+    gone = k.execute("%%spawn\npass")
+    assert "spawn" in (gone.text() + str(gone.errors())) and ("not found" in gone.text() + str(gone.errors()))
+    k.execute("%load_ext procmagic")
+    back = k.execute("%%spawn\nprint('back')")
+    assert "back" in back.text()
