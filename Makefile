@@ -5,7 +5,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo setup bench clean typecheck
+.PHONY: test demo setup bench clean typecheck test-compat
+
+# A second interpreter and ipykernel 6 for the fork and kernel tests (Python 3.12+ is where the
+# fork DeprecationWarning exists). Skipped, with a note, where no Python 3.13 is installed.
+COMPAT_PY ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13 2>/dev/null))
+COMPAT_VENV ?= .venv-compat
 
 setup: $(STAMP)
 
@@ -15,8 +20,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-test: setup
+test: setup test-compat
 	$(PY) -m pytest -q
+
+test-compat:
+	@if [ -z "$(COMPAT_PY)" ] || ! "$(COMPAT_PY)" -c 'import sys' 2>/dev/null; then \
+		echo "test-compat: no Python 3.13 here, skipping the Python 3.13 / ipykernel 6 run"; \
+	else \
+		test -x $(COMPAT_VENV)/bin/python || "$(COMPAT_PY)" -m venv $(COMPAT_VENV); \
+		if [ ! -f $(COMPAT_VENV)/.installed ] || [ pyproject.toml -nt $(COMPAT_VENV)/.installed ]; then \
+			$(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip && \
+			$(COMPAT_VENV)/bin/python -m pip install -q -e '.[test]' 'ipykernel>=6.29,<7' && \
+			touch $(COMPAT_VENV)/.installed; \
+		fi; \
+		$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/kernel; \
+	fi
 
 demo: setup
 	$(PY) examples/core_demo.py

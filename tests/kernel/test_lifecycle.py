@@ -164,6 +164,10 @@ def test_guard_refuses_after_the_script_magic_started_its_event_loop_thread(k):
 
 def test_a_cell_in_a_subshell_is_refused(k):
     kc = k.kc
+    kc.kernel_info()
+    info = kc.get_shell_msg(timeout=30)["content"]
+    if "kernel subshells" not in info.get("supported_features", []):
+        pytest.skip("this ipykernel has no subshells (ipykernel 6)")
     msg = kc.session.msg("create_subshell_request", {})
     kc.control_channel.send(msg)
     reply = kc.get_control_msg(timeout=30)
