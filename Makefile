@@ -30,7 +30,7 @@ test-compat:
 		test -x $(COMPAT_VENV)/bin/python || "$(COMPAT_PY)" -m venv $(COMPAT_VENV); \
 		if [ ! -f $(COMPAT_VENV)/.installed ] || [ pyproject.toml -nt $(COMPAT_VENV)/.installed ]; then \
 			$(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip && \
-			$(COMPAT_VENV)/bin/python -m pip install -q -e '.[test]' 'ipykernel>=6.29,<7' && \
+			$(COMPAT_VENV)/bin/python -m pip install -q -e . 'ipykernel>=6.29,<7' pytest pytest-timeout jupyter_client mypy && \
 			touch $(COMPAT_VENV)/.installed; \
 		fi; \
 		$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/kernel; \
