@@ -7,6 +7,7 @@ procmagic`` adds the magics (``%%spawn``, ``%procs``, ``%kill``, ``%wait``, ``%f
 from __future__ import annotations
 
 import signal as _signal_module
+import sys as _sys
 from typing import Any
 
 from .core import (
@@ -55,6 +56,13 @@ class _SignalFunction:
 
 
 signal = _SignalFunction()
+
+if "ipykernel" in _sys.modules:
+    # Imported inside a Jupyter kernel: its own threads are harmless to the guard even before
+    # %load_ext procmagic (which adds the rest: output routing, child hygiene, cleanup).
+    from .kernel import threads as _kernel_threads
+
+    _kernel_threads.declare()
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -23,7 +23,7 @@ from .core.errors import ForkRefused
 from .core.process import Process
 from .core.reaper import registry
 from .core.signals import reserve_signal, signal_number
-from .kernel import child_setup, spawn as spawn_mod
+from .kernel import child_setup, spawn as spawn_mod, threads
 from .kernel.cell import check_syntax, make_target
 from .kernel.context import Context, context_for
 from .kernel.drivers import BackgroundDriver, run_foreground
@@ -31,20 +31,6 @@ from .kernel.spawn import Settings, Spawn, SpawnOptions
 from .text import process_table, status_table
 
 __all__ = ["ProcMagics", "load", "unload"]
-
-#: Threads of ipykernel, pyzmq, IPython and debuggers: they never run in a forked child and
-#: hold no lock the child needs (DESIGN.md §4). Matched by the module of the thread's class or
-#: of the function it runs, so pyzmq's garbage-collector thread, started late, is known too.
-KERNEL_THREAD_MODULES = {
-    "ipykernel": "ipykernel's own thread (IOPub, heartbeat, control, shell channel, output capture, parent poller)",
-    "zmq": "a pyzmq thread (its garbage collector)",
-    "IPython.core.history": "IPython's history-saving thread",
-    "debugpy": "the debugger's thread",
-    "_pydevd_bundle": "the debugger's thread",
-    "_pydev_bundle": "the debugger's thread",
-    "pydevd": "the debugger's thread",
-}
-
 
 def _positive_float(value: str) -> float:
     number = float(value)
@@ -256,8 +242,7 @@ class ProcMagics(Magics):
 
     # -- lifecycle -----------------------------------------------------------------------------
     def install(self) -> None:
-        for module, reason in KERNEL_THREAD_MODULES.items():
-            self._cleanups.append(guard.allow_threads(module, reason))
+        threads.declare()  # kept after unload: the kernel's threads stay harmless
         lift_sigint: Any = None
         if self.ctx.kernel is not None:
             lift_sigint = reserve_signal(

@@ -11,6 +11,7 @@ import builtins
 import getpass
 import io
 import os
+import re
 import sys
 import warnings
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from ..core.process import Process
 from .channel import STDERR, STDOUT, ChannelRaw, ChannelSocket, FrameWriter
 
-__all__ = ["kernel_fds", "live_kernel_fds", "setup_child", "SpawnWiring"]
+__all__ = ["kernel_fds", "live_kernel_fds", "prepare_parent", "setup_child", "SpawnWiring"]
 
 
 class SpawnWiring:
@@ -147,14 +148,28 @@ def setup_child(proc: Process, kernel: Any, shell: Any, close_fds: list[int]) ->
             _wire_display(shell, writer)
     _neutralise(old_out, sys.stdout)
     _neutralise(old_err, sys.stderr)
-    warnings.filterwarnings("ignore", message="To exit: use 'exit', 'quit', or Ctrl-D.")
+    warnings.filterwarnings("ignore", message=_EXIT_WARNING)
+
+
+_child_session: Any = None
+_EXIT_WARNING = "To exit: use 'exit', 'quit', or Ctrl-D."
+
+
+def prepare_parent() -> None:
+    """In the kernel, before forking: build the Session children serialise their displays with.
+    Built once here (a traitlets object: ~1.5 ms), not in every child."""
+    global _child_session
+    if _child_session is None:
+        from jupyter_client.session import Session
+
+        _child_session = Session(key=b"procmagic-child", check_pid=False)  # signed: an empty key logs a warning
+    re.compile(_EXIT_WARNING, re.I)  # warm re's cache: the child's filterwarnings() finds it compiled
 
 
 def _wire_display(shell: Any, writer: FrameWriter) -> None:
     """display(), the last expression's value and tracebacks go through the channel."""
-    from jupyter_client.session import Session
-
-    session = Session(key=b"procmagic-child", check_pid=False)  # signed: an empty key logs a warning
+    prepare_parent()  # a no-op when the parent prepared it
+    session = _child_session
     sock = ChannelSocket(writer)
     for publisher in (getattr(shell, "displayhook", None), getattr(shell, "display_pub", None)):
         if publisher is None:

@@ -193,3 +193,18 @@ def test_unload_removes_the_magics_and_reload_works(k):
     k.execute("%load_ext procmagic")
     back = k.execute("%%spawn\nprint('back')")
     assert "back" in back.text()
+
+
+def test_plain_process_api_works_in_a_kernel_without_the_extension():
+    kernel = Kernel()
+    try:
+        cell = kernel.execute(
+            "from procmagic import Process\n"
+            "p = Process(lambda proc: proc.write(b'from a plain Process'))\n"
+            "p.start()\n"
+            "print(p.read(timeout=30), p.join(timeout=30).code)"
+        )
+        assert not cell.errors(), cell.errors()
+        assert "b'from a plain Process' 0" in cell.text()
+    finally:
+        kernel.close()
