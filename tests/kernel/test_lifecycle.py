@@ -200,7 +200,9 @@ def test_plain_process_api_works_in_a_kernel_without_the_extension():
     try:
         cell = kernel.execute(
             "from procmagic import Process\n"
-            "p = Process(lambda proc: proc.write(b'from a plain Process'))\n"
+            "def child(proc):\n"
+            "    proc.write(b'from a plain Process')\n"
+            "p = Process(child)\n"
             "p.start()\n"
             "print(p.read(timeout=30), p.join(timeout=30).code)"
         )
