@@ -28,7 +28,7 @@ from .kernel.cell import check_syntax, make_target
 from .kernel.context import Context, context_for
 from .kernel.drivers import BackgroundDriver, run_foreground
 from .kernel.spawn import Settings, Spawn, SpawnOptions
-from .text import process_table, status_table
+from .text import status_table
 
 __all__ = ["ProcMagics", "load", "unload"]
 
@@ -125,7 +125,11 @@ class ProcMagics(Magics):
         run_foreground(spawn)
 
     def _show_panel(self, spawn: Spawn) -> None:
-        """Hook for the live panel shown above a spawn's output (the widgets layer)."""
+        """The live panel shown above a spawn's output (the widgets layer; none in a terminal)."""
+        if not self.ctx.terminal:
+            from .widgets import show_panel
+
+            show_panel(spawn)
 
     def _parse(self, line: str) -> SpawnOptions:
         try:
@@ -180,12 +184,13 @@ class ProcMagics(Magics):
 
     @line_magic
     def procs(self, line: str) -> None:
-        """Show procmagic's children: the live ones, then the reaped ones (newest first)."""
+        """The live dashboard of procmagic's children: processes, queue traffic, alarms and reaped
+        exit statuses (newest first). In a terminal, the same four parts as text tables."""
         _drain_terminal()
         registry.reap_ready()
-        print(process_table(registry.live(), spawn_mod.spawn_of))
-        print()
-        print(status_table(registry.reaped()[-20:]))
+        from .widgets import show_dashboard
+
+        show_dashboard(self.ctx)
 
     @magic_arguments()
     @argument("-s", "--signal", default="SIGTERM", help="Signal to send (name or number; default SIGTERM).")

@@ -1,0 +1,61 @@
+"""procmagic's widgets: a live panel per ``%%spawn`` and the ``%procs`` dashboard.
+
+The layer above the core and the kernel integration (the core never imports it). Importing
+this package does not import ipywidgets: a terminal's ``%procs`` prints text tables, and
+ipywidgets loads with the first panel or dashboard. See docs/widgets.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["show_panel", "show_dashboard", "dashboard_text", "current_hub", "panels", "dashboards", "panel_of"]
+
+
+def show_panel(spawn: Any) -> Any:
+    """Show the live panel of ``spawn`` above its output (``%%spawn`` calls this before forking)."""
+    from .panel import show_panel as _show
+
+    return _show(spawn)
+
+
+def show_dashboard(ctx: Any) -> Any:
+    """``%procs``: the live dashboard, or text tables in a terminal."""
+    from .dashboard import show_dashboard as _show
+
+    return _show(ctx)
+
+
+def dashboard_text(failures_only: bool = False) -> str:
+    """The dashboard's four parts as text tables."""
+    from .tables import dashboard_text as _text
+
+    return _text(failures_only=failures_only)
+
+
+def current_hub() -> Any:
+    """The hub refreshing this kernel's panels and dashboards (None before the first one)."""
+    from .hub import current_hub as _current
+
+    return _current()
+
+
+def panels() -> list[Any]:
+    """The live panels, oldest first."""
+    hub = current_hub()
+    return [v for v in list(hub.views) if v.kind == "panel"] if hub is not None else []
+
+
+def panel_of(name: str) -> Any:
+    """The most recent panel of the spawn named ``name`` (live or finished), or None."""
+    hub = current_hub()
+    for view in reversed(list(hub.recent) if hub is not None else []):
+        if view.kind == "panel" and view.spawn.name == name:
+            return view
+    return None
+
+
+def dashboards() -> list[Any]:
+    """The live dashboard (a list of at most one)."""
+    hub = current_hub()
+    return [v for v in list(hub.views) if v.kind == "dashboard"] if hub is not None else []

@@ -1,0 +1,228 @@
+"""The hub: one per kernel, it refreshes every panel and dashboard from a single paced timer.
+
+Where updates run. procmagic starts no thread. Widget state and display updates are sent from
+the IOPub thread's own asyncio loop (the loop that reads ``--bg`` output, ``Context.output_loop``):
+it keeps running while a synchronous cell blocks the main thread, and while the kernel is idle,
+so the frontend sees a child start, tick and end in both cases (DESIGN.md §4). Every mutation of
+a view's widgets happens there; other threads only mark a view dirty and *poke* the hub.
+
+Pacing. A live view is refreshed every ``TICK`` seconds; an event (a child started or reaped, a
+click) refreshes sooner, but never within ``MIN_GAP`` of the previous refresh, so a burst of 200
+exits costs a handful of refreshes. Only a view's changed parts are sent. Panels beyond the
+``FAST_PANELS`` newest live ones refresh every ``SLOW`` seconds. With nothing live the timer stops.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from ..core.reaper import registry
+from ..kernel import spawn as spawn_mod
+from .facts import QueueWatch, Sampler
+
+__all__ = ["Hub", "hub_for", "current_hub", "View"]
+
+LIVE, IDLE, DONE = "live", "idle", "done"
+
+
+class View:
+    """What the hub refreshes: a panel or a dashboard. ``refresh`` runs on the hub's loop and
+    returns LIVE (refresh again after ``period``), IDLE (only when dirty) or DONE (forget it)."""
+
+    kind = "view"
+    dirty = True
+    live = True
+    refreshed = 0.0
+    period = 0.5
+
+    def refresh(self, hub: "Hub", now: float) -> str:
+        raise NotImplementedError
+
+    def retire(self, hub: "Hub") -> None:
+        """Leave a final snapshot in the notebook and release the widgets (loop thread)."""
+
+
+class Hub:
+    TICK = 0.5
+    MIN_GAP = 0.25
+    FAST_PANELS = 16
+    SLOW = 4.0
+    LIVE_DASHBOARDS = 1
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.loop = ctx.output_loop()
+        self.pid = os.getpid()
+        self.views: list[View] = []  # touched on the loop's thread only
+        self.panels: dict[int, View] = {}  # spawn number -> panel; read from any thread
+        self.recent: collections.deque[View] = collections.deque(maxlen=32)  # for a look from the notebook
+        self.sampler = Sampler()
+        self.queue_watch = QueueWatch(every=self.TICK)
+        self.alarm_counts: dict[int, tuple[float, int]] = {}
+        self.stats = {"ticks": 0, "refreshes": 0, "seconds": 0.0, "messages": 0}
+        self._handle: Any = None
+        self._due: float | None = None
+        self._last = 0.0
+        self._poke_lock = threading.Lock()
+        self._poked = False
+        self._closed = False
+        self._unsubscribe = [spawn_mod.subscribe(self._on_spawn), registry.subscribe(self._on_registry)]
+
+    # -- from any thread ----------------------------------------------------------------------
+    def call(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` on the hub's loop (at once where there is no loop)."""
+        if self.loop is None:
+            fn()
+            return
+        try:
+            self.loop.call_soon_threadsafe(self._guarded, fn)
+        except RuntimeError:  # the loop is closed: the kernel is shutting down
+            pass
+
+    def poke(self) -> None:
+        """Something changed: refresh the dirty views soon (throttled)."""
+        if os.getpid() != self.pid or self._closed:
+            return
+        with self._poke_lock:
+            if self._poked:
+                return
+            self._poked = True
+        self.call(self._on_poke)
+
+    def add(self, view: View) -> None:
+        self.recent.append(view)
+        if view.kind == "panel":
+            self.panels[view.spawn.number] = view  # type: ignore[attr-defined]
+        self.call(lambda: self._add(view))
+
+    def close(self) -> None:
+        self._closed = True
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+
+    # -- event listeners (the thread that emitted) --------------------------------------------
+    def _on_spawn(self, event: str, spawn: Any, detail: Any) -> None:
+        view: Any = self.panels.get(spawn.number)
+        if view is not None:
+            view.dirty = True
+            if event == "started":
+                view.started = True
+                view.on_started()
+            elif event == "finished":
+                view.finalize()  # in the emitting thread: a foreground cell's snapshot lands before it ends
+        self._dashboards_dirty()
+        self.poke()
+
+    def _on_registry(self, event: str, proc: Any, status: Any) -> None:
+        spawn = spawn_mod.spawn_of(proc)
+        view = self.panels.get(spawn.number) if spawn is not None else None
+        if view is not None:
+            view.dirty = True
+        self._dashboards_dirty()
+        self.poke()
+
+    def _dashboards_dirty(self) -> None:
+        for view in list(self.views):
+            if view.kind == "dashboard":
+                view.dirty = True
+
+    # -- on the loop --------------------------------------------------------------------------
+    def _guarded(self, fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except Exception:
+            traceback.print_exc(file=sys.__stderr__)
+
+    def _add(self, view: View) -> None:
+        if view.kind == "dashboard":
+            boards = [v for v in self.views if v.kind == "dashboard"]
+            for old in boards[: max(0, len(boards) - self.LIVE_DASHBOARDS + 1)]:
+                self._drop(old)
+                self._guarded(lambda: old.retire(self))
+        self.views.append(view)
+        view.dirty = True
+        self._schedule(max(0.0, self._last + self.MIN_GAP - time.monotonic()))
+
+    def _drop(self, view: View) -> None:
+        if view in self.views:
+            self.views.remove(view)
+        if view.kind == "panel" and self.panels.get(view.spawn.number) is view:  # type: ignore[attr-defined]
+            del self.panels[view.spawn.number]  # type: ignore[attr-defined]
+
+    def _on_poke(self) -> None:
+        with self._poke_lock:
+            self._poked = False
+        self._schedule(max(0.0, self._last + self.MIN_GAP - time.monotonic()))
+
+    def _schedule(self, delay: float) -> None:
+        if self.loop is None or self._closed:
+            if self.loop is None:
+                self._tick()
+            return
+        due = time.monotonic() + delay
+        if self._handle is not None:
+            if self._due is not None and self._due <= due:
+                return
+            self._handle.cancel()
+        self._due = due
+        self._handle = self.loop.call_later(delay, self._tick)
+
+    def _tick(self) -> None:
+        self._handle = self._due = None
+        started = time.perf_counter()
+        now = time.monotonic()
+        self._last = now
+        self.stats["ticks"] += 1
+        live_panels = sorted((v for v in self.views if v.kind == "panel" and v.live),
+                             key=lambda v: -v.spawn.number)  # type: ignore[attr-defined]
+        fast = {id(v) for v in live_panels[: self.FAST_PANELS]}
+        next_due: float | None = None
+        for view in list(self.views):
+            period = view.period if (view.kind != "panel" or id(view) in fast) else max(view.period, self.SLOW)
+            if view.dirty or (view.live and now - view.refreshed >= period * 0.95):
+                view.dirty = False
+                try:
+                    result = view.refresh(self, now)
+                except Exception:
+                    traceback.print_exc(file=sys.__stderr__)
+                    result = IDLE
+                view.refreshed = now
+                self.stats["refreshes"] += 1
+                view.live = result == LIVE
+                if result == DONE:
+                    self._drop(view)
+                    continue
+            if view.live:
+                when = view.refreshed + period
+                next_due = when if next_due is None else min(next_due, when)
+        if any(v.dirty for v in self.views):
+            next_due = min(next_due or now, now + self.MIN_GAP)
+        self.sampler.forget(p.id for p in registry.live())
+        self.stats["seconds"] += time.perf_counter() - started
+        if next_due is not None:
+            self._schedule(max(self.MIN_GAP, next_due - time.monotonic()))
+
+    def sent(self, n: int = 1) -> None:
+        self.stats["messages"] += n
+
+
+_hub: Hub | None = None
+
+
+def hub_for(ctx: Any) -> Hub:
+    """This kernel's hub (made on first use)."""
+    global _hub
+    if _hub is None or _hub.pid != os.getpid() or _hub._closed:
+        _hub = Hub(ctx)
+    return _hub
+
+
+def current_hub() -> Hub | None:
+    return _hub if _hub is not None and _hub.pid == os.getpid() else None

@@ -1,0 +1,139 @@
+"""The panel of each %%spawn: what a frontend receives, and the widget models' state in the
+kernel, with real children in a real kernel (no frontend)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _displays(cell, display_id=None):
+    out = []
+    for m in cell.outputs:
+        if m["msg_type"] in ("display_data", "update_display_data"):
+            if display_id is None or m["content"].get("transient", {}).get("display_id") == display_id:
+                out.append(m)
+    return out
+
+
+def test_foreground_panel_is_above_the_output_and_updates_while_the_cell_runs(wk):
+    cell = wk.execute("%%spawn --name fgpanel\nimport time\nprint('first line', flush=True)\ntime.sleep(1.6)\nprint('last line')")
+    kinds = [m["msg_type"] for m in cell.outputs]
+    assert kinds[0] == "display_data", kinds  # the panel comes before any output
+    display_id = cell.outputs[0]["content"]["transient"]["display_id"]
+    assert "starting 1 child" in cell.outputs[0]["content"]["data"]["text/plain"]
+    pid = int(re.search(r"fgpanel \(id \d+, pid (\d+)\) exited 0", cell.text()).group(1))
+    updates = [m for m in _displays(cell, display_id) if m["msg_type"] == "update_display_data"]
+    status_at = next(i for i, m in enumerate(cell.outputs) if m["msg_type"] == "stream" and "exited 0" in m["content"]["text"])
+    live = [m for m in updates if "running" in m["content"]["data"]["text/html"]
+            and cell.outputs.index(m) < status_at]
+    assert len(live) >= 2, "the panel did not update while the foreground cell ran"
+    assert f"<b class='pm-pid'>{pid}</b>" in live[-1]["content"]["data"]["text/html"]
+    assert len(updates) <= 1.6 / 0.25 + 4, f"{len(updates)} updates in 1.6 s: not throttled"
+    final = updates[-1]["content"]["data"]
+    assert "exit 0" in final["text/html"] and "wall 1." in final["text/html"]
+    assert "exited" in final["text/plain"] and str(pid) in final["text/plain"]
+    assert "application/vnd.jupyter.widget-view+json" not in final  # a foreground panel is no widget
+
+
+def test_bg_panel_widget_shows_facts_and_its_kill_button_kills(wk):
+    cell = wk.execute("%%spawn --bg --name victim\nimport time\ntime.sleep(120)")
+    assert not cell.errors()
+    wk.execute("from procmagic.widgets import panel_of\nimport procmagic\nv = panel_of('victim')\nproc = procmagic.get('victim')")
+    wk.wait_value("v.widget is not None and 'running' in v.widget.single.value")
+    pid = wk.value("proc.pid")
+    facts = wk.value("v.widget.single.value")
+    assert f"<b class='pm-pid'>{pid}</b>" in facts and "rss" in facts and "cpu" in facts
+    kill = wk.value("[b.model_id for b in v.widget.buttons if 'pm-kill' in b._dom_classes][0]")
+    model_ids = wk.value("[x.model_id for x in v.widget.owned]")
+    wk.click(kill)  # exactly what the browser sends
+    status = wk.wait_value("proc.exitstatus and proc.exitstatus.how")
+    assert status == "killed by SIGKILL"
+    # the spawn's cell gets the final snapshot, and the panel's widgets are closed
+    assert wk.collect_until(lambda: any(
+        m["msg_type"] == "update_display_data" and "SIGKILL" in m["content"]["data"].get("text/html", "")
+        for m in wk.outputs(cell.msg_id)), timeout=20)
+    wk.wait_value("v.widget is None and v.final")
+    closed = wk.value(f"[m for m in {model_ids!r} if m in __import__('ipywidgets').Widget.widgets]")
+    assert closed == []
+    assert "sent SIGKILL to victim" in wk.value("v.note")
+
+
+def test_redirect_panel_writes_lines_to_stdin_and_closes_it(wk):
+    cell = wk.execute("%%spawn --bg --redirect --name echo\nimport sys\nfor line in sys.stdin:\n"
+                      "    print('got', line.strip(), flush=True)\nprint('stdin closed')")
+    wk.execute("v = panel_of('echo')")
+    wk.wait_value("v.widget is not None and v.widget.text is not None")
+    text = wk.value("v.widget.text.model_id")
+    wk.set_state(text, value="hello there")  # Enter in the box (continuous_update=False)
+    assert wk.collect_until(lambda: "got hello there" in "".join(
+        m["content"]["text"] for m in wk.outputs(cell.msg_id) if m["msg_type"] == "stream"), timeout=20)
+    assert wk.wait_value("v.widget.text.value == ''")
+    close = wk.value("[b.model_id for b in v.widget.owned if 'pm-close-stdin' in getattr(b, '_dom_classes', ())][0]")
+    wk.click(close)
+    assert wk.collect_until(lambda: "stdin closed" in "".join(
+        m["content"]["text"] for m in wk.outputs(cell.msg_id) if m["msg_type"] == "stream"), timeout=20)
+    assert wk.wait_value("procmagic.get('echo').exitstatus and procmagic.get('echo').exitstatus.how") == "exited 0"
+
+
+def test_workers_get_a_row_each_with_paging_and_their_own_buttons(wk):
+    wk.execute("%%spawn --bg -n 11 --name crew\nimport time\ntime.sleep(120)")
+    wk.execute("v = panel_of('crew')\ncrew = procmagic.get('crew')")
+    wk.wait_value("v.widget is not None and len(v.widget.pool.box.children) == 9")  # 8 rows and the pager
+    assert wk.value("v.widget.pool.pager.layout.display") == "flex"
+    assert "1&ndash;8 of 11" in wk.value("v.widget.pool.label.value")
+    rows = wk.value("[r.html.value for r in v.widget.pool.rows]")
+    pids = wk.value("[p.pid for p in crew]")
+    for pid, row in zip(pids, rows):
+        assert f"<b class='pm-pid'>{pid}</b>" in row
+    # the third worker's own terminate button
+    term = wk.value("[b.model_id for b in v.widget.pool.rows[2].buttons if 'pm-terminate' in b._dom_classes][0]")
+    time.sleep(1.1)  # rows ignore clicks in their first second (the row may just have changed)
+    wk.click(term)
+    assert wk.wait_value("crew[2].exitstatus and crew[2].exitstatus.how") == "killed by SIGTERM"
+    assert wk.value("[p.exitstatus is None for p in crew].count(True)") == 10
+    wk.wait_value("'killed' in v.widget.pool.rows[2].html.value")
+    nxt = wk.value("v.widget.pool.next.model_id")
+    wk.click(nxt)
+    wk.wait_value("'9&ndash;11 of 11' in v.widget.pool.label.value")
+    assert wk.value("len(v.widget.pool.box.children)") == 4
+    wk.execute("%kill -s SIGKILL crew")
+    wk.wait_value("all(p.exitstatus for p in crew)")
+    wk.wait_value("v.final")
+
+
+def test_updates_reach_the_frontend_while_a_synchronous_cell_runs_and_while_idle(wk):
+    wk.execute("%%spawn --bg --name steady\nimport time\ntime.sleep(120)")
+    wk.execute("v = panel_of('steady')")
+    head = wk.wait_value("v.widget is not None and v.widget.single.model_id")
+    busy = wk.execute("import time\ntime.sleep(2.5)")  # the main thread is blocked meanwhile
+    states = {m["content"]["execution_state"]: m["header"]["date"] for m in wk.by_parent[busy.msg_id]
+              if m["msg_type"] == "status"}
+    during = [m for m in wk.all_messages() if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == head
+              and states["busy"] < m["header"]["date"] < states["idle"]]
+    assert len(during) >= 3, f"{len(during)} panel updates reached the client during a 2.5 s blocking cell"
+    assert len(during) <= 2.5 / 0.25 + 2
+    seen = len([m for m in wk.all_messages() if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == head])
+    time.sleep(2.0)
+    wk.collect_until(lambda: False, timeout=0.5)  # pump what arrived while idle
+    idle = len([m for m in wk.all_messages() if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == head]) - seen
+    assert idle >= 2, f"{idle} panel updates reached the client in 2 s while the kernel was idle"
+    wk.execute("%kill -s SIGKILL steady")
+    wk.wait_value("v.final")
+
+
+def test_a_burst_of_exits_costs_a_few_refreshes(wk):
+    wk.execute("%%spawn --bg -n 40 --name burst\nimport time\ntime.sleep(120)")
+    wk.execute("v = panel_of('burst')\nfrom procmagic.widgets import current_hub\nhub = current_hub()")
+    wk.wait_value("v.widget is not None")
+    before = wk.value("hub.stats['ticks']")
+    started = time.monotonic()
+    wk.execute("%kill -s SIGKILL burst")
+    wk.wait_value("v.final")
+    elapsed = time.monotonic() - started
+    ticks = wk.value("hub.stats['ticks']") - before
+    assert ticks <= elapsed / 0.25 + 3, f"{ticks} refreshes in {elapsed:.2f} s for 40 exits"
