@@ -1,0 +1,257 @@
+"""Queue throughput: procmagic push/pop (counters on) against raw sysv_ipc, multiprocessing.Queue
+and os.pipe, with 64 B and 4 KiB messages, in one run, printed as ratios to raw sysv_ipc.
+
+A forked producer sends N messages as fast as it can; the parent receives them. Each variant runs
+``REPEATS`` times, interleaved with the others, and keeps its best time (the least disturbed by
+the rest of the machine). A second table times one process sending and receiving in turn, which
+shows the per-call cost of each layer without any scheduling in it.
+
+    .venv/bin/python bench/bench_queue.py [--quick]
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from typing import Any, Callable
+
+import sysv_ipc
+
+from procmagic import Process
+from procmagic.core import queue as pm_queue
+
+SIZES = (64, 4096)
+COUNTS = {64: 200_000, 4096: 40_000}
+REPEATS = 5
+
+
+def _go(fd: int) -> None:
+    os.read(fd, 1)
+
+
+class Variant:
+    name = ""
+
+    def setup(self) -> None: ...
+    def produce(self, msg: bytes, n: int) -> None: ...  # in the child
+    def consume(self, size: int, n: int) -> None: ...  # in the parent
+    def teardown(self) -> None: ...
+
+
+class RawSysv(Variant):
+    name = "raw sysv_ipc"
+
+    def setup(self) -> None:
+        self.mq = sysv_ipc.MessageQueue(sysv_ipc.IPC_PRIVATE, sysv_ipc.IPC_CREX, 0o600,
+                                        max_message_size=pm_queue.msgmax())
+
+    def produce(self, msg: bytes, n: int) -> None:
+        send = self.mq.send
+        for _ in range(n):
+            send(msg)
+
+    def consume(self, size: int, n: int) -> None:
+        receive = self.mq.receive
+        for _ in range(n):
+            receive()
+
+    def teardown(self) -> None:
+        self.mq.remove()
+
+
+class ProcmagicProcess(Variant):
+    """What a user writes: ``proc.push()`` in the child, ``proc.pop()`` in the parent."""
+
+    name = "procmagic Process.push/pop"
+    mode = "balance"
+
+    def setup(self) -> None:
+        self.q: Any = None
+
+    def bind(self, proc: Process) -> None:
+        self.proc = proc
+        self.q = proc.use_queue(mode=self.mode)
+
+    def produce(self, msg: bytes, n: int) -> None:
+        push = self.proc.push
+        for _ in range(n):
+            push(msg)
+
+    def consume(self, size: int, n: int) -> None:
+        pop = self.proc.pop
+        for _ in range(n):
+            pop()
+
+    def teardown(self) -> None:
+        self.q.free()
+
+
+class ProcmagicQueue(ProcmagicProcess):
+    """The Queue handle that use_queue() returns, called directly."""
+
+    name = "procmagic Queue.push/pop"
+
+    def produce(self, msg: bytes, n: int) -> None:
+        push = self.proc._queue.push
+        for _ in range(n):
+            push(msg)
+
+    def consume(self, size: int, n: int) -> None:
+        pop = self.q.pop
+        for _ in range(n):
+            pop()
+
+
+class ProcmagicOrient(ProcmagicQueue):
+    name = "procmagic Queue, orient"
+    mode = "orient"
+
+
+class MpQueue(Variant):
+    name = "multiprocessing.Queue"
+
+    def setup(self) -> None:
+        self.q = multiprocessing.get_context("fork").Queue()
+
+    def produce(self, msg: bytes, n: int) -> None:
+        put = self.q.put
+        for _ in range(n):
+            put(msg)
+        self.q.close()
+        self.q.join_thread()  # the child ends in os._exit: flush the feeder thread first
+
+    def consume(self, size: int, n: int) -> None:
+        get = self.q.get
+        for _ in range(n):
+            get()
+
+    def teardown(self) -> None:
+        self.q.close()
+        self.q.join_thread()
+
+
+class Pipe(Variant):
+    name = "os.pipe (fixed-size frames)"
+
+    def setup(self) -> None:
+        self.r, self.w = os.pipe()
+
+    def produce(self, msg: bytes, n: int) -> None:
+        write, w = os.write, self.w
+        for _ in range(n):
+            write(w, msg)
+
+    def consume(self, size: int, n: int) -> None:
+        read, r = os.read, self.r
+        for _ in range(n):
+            got = read(r, size)
+            while len(got) < size:
+                got += read(r, size - len(got))
+
+    def teardown(self) -> None:
+        os.close(self.r)
+        os.close(self.w)
+
+
+def run_once(variant: Variant, size: int, n: int) -> float:
+    """Seconds for the parent to receive n messages from a forked producer."""
+    variant.setup()
+    go_r, go_w = os.pipe()
+    msg = os.urandom(size)
+
+    def producer(proc: Process) -> None:
+        _go(go_r)
+        variant.produce(msg, n)
+
+    proc = Process(producer, pipe=None)
+    if isinstance(variant, ProcmagicProcess):
+        variant.bind(proc)
+    try:
+        proc.start()
+        t0 = time.perf_counter()
+        os.write(go_w, b"g")
+        variant.consume(size, n)
+        elapsed = time.perf_counter() - t0
+        status = proc.join(timeout=60)
+        if not status.ok:
+            raise RuntimeError(f"{variant.name} producer failed: {status}")
+        if isinstance(variant, ProcmagicProcess):
+            counts = proc.counters
+            assert counts["pushes"] == n and counts["bytes_pushed"] == n * size, counts
+        return elapsed
+    finally:
+        if proc.exitstatus is None and proc.pid is not None:
+            proc.stop(grace=1.0)
+        os.close(go_r)
+        os.close(go_w)
+        variant.teardown()
+
+
+def one_process(variant_name: str, size: int, n: int) -> float:
+    """Seconds for n send+receive pairs in this process (no scheduling: per-call cost only)."""
+    msg = os.urandom(size)
+    if variant_name == "raw sysv_ipc":
+        mq = sysv_ipc.MessageQueue(sysv_ipc.IPC_PRIVATE, sysv_ipc.IPC_CREX, 0o600, max_message_size=pm_queue.msgmax())
+        send, receive = mq.send, mq.receive
+        try:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                send(msg)
+                receive()
+            return time.perf_counter() - t0
+        finally:
+            mq.remove()
+    proc = Process(lambda p: None, pipe=None)
+    q = proc.use_queue()
+    try:
+        if variant_name == "procmagic Queue.push/pop":
+            push, pop = q.push, q.pop
+        else:
+            push, pop = proc.push, proc.pop
+        t0 = time.perf_counter()
+        for _ in range(n):
+            push(msg)
+            pop()
+        return time.perf_counter() - t0
+    finally:
+        q.free()
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    repeats = 2 if quick else REPEATS
+    counts = {s: c // (10 if quick else 1) for s, c in COUNTS.items()}
+    variants: list[Variant] = [RawSysv(), ProcmagicProcess(), ProcmagicQueue(), ProcmagicOrient(), MpQueue(), Pipe()]
+    print(f"procmagic queue bench: python {sys.version.split()[0]}, {os.cpu_count()} CPUs, kernel.msgmax "
+          f"{pm_queue.msgmax()}, best of {repeats}")
+    print("\nproducer child -> parent (messages/s, ratio to raw sysv_ipc)")
+    for size in SIZES:
+        n = counts[size]
+        best: dict[str, float] = {}
+        for _ in range(repeats):
+            for v in variants:
+                t = run_once(v, size, n)
+                best[v.name] = min(best.get(v.name, t), t)
+        raw = n / best["raw sysv_ipc"]
+        for v in variants:
+            rate = n / best[v.name]
+            print(f"  {size:>5} B  {v.name:<30} {rate:>10,.0f}/s  {rate / raw:5.2f}x")
+    print("\none process, send then receive (pairs/s, ratio to raw sysv_ipc)")
+    for size in SIZES:
+        n = counts[size] // 2
+        names = ["raw sysv_ipc", "procmagic Queue.push/pop", "procmagic Process.push/pop"]
+        best = {}
+        for _ in range(repeats):
+            for name in names:
+                t = one_process(name, size, n)
+                best[name] = min(best.get(name, t), t)
+        raw = n / best["raw sysv_ipc"]
+        for name in names:
+            rate = n / best[name]
+            print(f"  {size:>5} B  {name:<30} {rate:>10,.0f}/s  {rate / raw:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
