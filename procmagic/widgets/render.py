@@ -112,6 +112,7 @@ def depth_svg(history: list[tuple[float, int]], now: float | None = None, window
               width: int = 180, height: int = 34) -> str:
     """Depth over the last ``window`` seconds as a small line plot (an inline SVG)."""
     now = time.monotonic() if now is None else now
+    history = [(t, d) for t, d in history if now - t <= window]
     top = max([d for _, d in history] + [1])
     pad = 2
 
@@ -120,7 +121,7 @@ def depth_svg(history: list[tuple[float, int]], now: float | None = None, window
         y = height - pad - (height - 2 * pad) * d / top
         return f"{x:.1f},{y:.1f}"
 
-    points = " ".join(xy(t, d) for t, d in history if now - t <= window)
+    points = " ".join(xy(t, d) for t, d in history)
     line = f'<polyline fill="none" stroke="#0969da" stroke-width="1.5" points="{points}"/>' if points else ""
     last = history[-1][1] if history else 0
     return (f'<svg class="pm-depth-plot" width="{width + 64}" height="{height}" style="vertical-align:middle" '
