@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo setup bench clean typecheck test-compat
+.PHONY: test demo setup bench clean typecheck test-compat lab docs
 
 # A second interpreter and ipykernel 6 for the fork and kernel tests (Python 3.12+ is where the
 # fork DeprecationWarning exists). Skipped, with a note, where no Python 3.13 is installed.
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-test: setup test-compat
+test: setup test-compat docs
 	$(PY) -m pytest -q
 
 test-compat:
@@ -36,8 +36,19 @@ test-compat:
 		$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/kernel; \
 	fi
 
+# The tour notebook, executed in a real kernel without a browser; the executed notebook and an
+# HTML copy go to build/demo (examples/core_demo.py is the plain-Python example).
 demo: setup
-	$(PY) examples/core_demo.py
+	$(PY) notebooks/run_notebook.py notebooks/01-tour.ipynb --out build/demo --html
+
+lab: setup
+	@$(PY) -c 'import jupyterlab' 2>/dev/null || $(PY) -m pip install -q 'jupyterlab>=4'
+	$(VENV)/bin/jupyter-lab --ServerApp.root_dir=notebooks
+
+# The documentation site (MkDocs), warnings as errors, into build/site.
+docs: setup
+	$(PY) -m mkdocs build --strict --quiet
+	@echo "docs: open build/site/index.html"
 
 bench: setup
 	$(PY) bench/bench_core.py
