@@ -24,10 +24,14 @@ if TYPE_CHECKING:
 __all__ = ["run", "add_child_hook", "ExecFailed"]
 
 _PR_SET_PDEATHSIG = 1
+_PR_GET_DUMPABLE = 3
 _SIGINT = int(_signal.SIGINT)
 try:  # loaded in the parent: the child should not have to dlopen anything
     _libc: Any = ctypes.CDLL(None, use_errno=True)
     _prctl: Any = _libc.prctl
+    # A harmless first call here binds the symbol, so the child's call does not have to
+    # (measured in a fresh child: 65 us and 31 page faults unwarmed, 38 us and 24 warmed).
+    _prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0)
 except (OSError, AttributeError):  # not Linux
     _prctl = None
 
