@@ -34,6 +34,7 @@ from .core import (
     watch,
 )
 from .core import signal as _install_handler
+from .core.pool import Manager, Pool
 from .core.queue import queues, sweep_queues
 
 __version__ = "0.1.0"
@@ -84,5 +85,5 @@ __all__ = [
     "Process", "ExitStatus", "Census", "ForkRefused", "ForkWarning", "NoPipe", "NoQueue",
     "ProcessStateError", "ProcmagicError", "QueueEmpty", "QueueFull", "alarm", "allow_threads",
     "census", "children", "get", "procs", "kill", "reaped", "signal", "wait", "watch", "__version__",
-    "queues", "sweep_queues",
+    "Pool", "Manager", "queues", "sweep_queues",
 ]

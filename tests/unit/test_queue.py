@@ -482,24 +482,27 @@ def test_signals_during_blocking_calls_lose_nothing(procs: Callable[..., Process
         proc.write(f"{len(seen)} {got.decode()}")
 
     proc = procs(child)
-    queue = proc.use_queue(capacity=1024)
+    # Orient: the parent's own messages fill the queue, and the child never takes them.
+    queue = proc.use_queue(mode="orient", capacity=1536)
     try:
+        queue.push(b"1" * 512, to=pmq.PARENT)
+        queue.push(b"2" * 512, to=pmq.PARENT)
         proc.start()
         helper = procs(signal_when_blocked(proc.pid, "msgrcv", signal.SIGUSR1, times=3), pipe=None)
         helper.start()
         assert helper.join(timeout=WAIT).code == 0
-        queue.push(b"a" * 512)
-        queue.push(b"b" * 512)  # the child takes one, then pushes into a full queue
-        assert wait_blocked(proc.pid, "msgsnd")
+        with deadline():
+            queue.push(b"a" * 512)  # to the child: the queue is full now (1536 bytes)
+        assert wait_blocked(proc.pid, "msgsnd")  # it took "a"; 600 more bytes do not fit
         helper = procs(signal_when_blocked(proc.pid, "msgsnd", signal.SIGUSR1, times=3), pipe=None)
         helper.start()
         assert helper.join(timeout=WAIT).code == 0
         with deadline():
-            assert queue.pop() == b"b" * 512
+            assert queue.pop() == b"1" * 512  # room for the child's message
         assert read_msg(proc).decode() == "6 " + "a" * 512
         assert proc.join(timeout=WAIT).ok
         with deadline():
-            assert queue.pop() == b"c" * 600
+            assert [queue.pop(), queue.pop()] == [b"2" * 512, b"c" * 600]
         assert proc.counters["pushes"] == 1 and proc.counters["pops"] == 1
     finally:
         queue.free()

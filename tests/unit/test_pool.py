@@ -1,0 +1,422 @@
+"""Pool and Manager with real workers: ids, callbacks, messages over a queue or pipes, respawn
+with back-off, shutdown (SIGTERM then SIGKILL), detach, and cleanup on every error path.
+
+Workers report to the test through a results queue (balance). Every pop in this process runs
+under ``deadline()``; the leak fixture checks that each test leaves no worker, fd or queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from procmagic import Manager, Pool, Process, ProcessStateError, QueueEmpty
+from procmagic.core import pool as pool_module
+from procmagic.core import queue as pmq
+from procmagic.core import queue_registry
+
+WAIT = 20.0
+
+
+@pytest.fixture(autouse=True)
+def registry(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "queues"
+    path.mkdir(mode=0o700)
+    monkeypatch.setenv(queue_registry.ENV, str(path))
+
+
+@pytest.fixture
+def results() -> Iterator[pmq.Queue]:
+    """A queue the workers push their reports to."""
+    queue = pmq.attach(None)
+    yield queue
+    queue.free()
+
+
+@contextlib.contextmanager
+def deadline(seconds: float = WAIT) -> Iterator[None]:
+    def expire(signo: int, frame: Any) -> None:
+        raise TimeoutError(f"still waiting after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def take(queue: pmq.Queue, n: int) -> list[str]:
+    with deadline():
+        return [queue.pop().decode() for _ in range(n)]
+
+
+def take_while_supervising(pool: Pool, queue: pmq.Queue, n: int) -> list[str]:
+    """Pop n reports while the pool is supervised (respawns happen inside wait())."""
+    quick = pmq.attach(None, key=queue, nowait=True)
+    got: list[str] = []
+    end = time.monotonic() + WAIT
+    while len(got) < n:
+        assert time.monotonic() < end, f"only {got} after {WAIT} s"
+        pool.wait(0.02)
+        with contextlib.suppress(QueueEmpty):
+            while len(got) < n:
+                got.append(quick.pop().decode())
+    return got
+
+
+@pytest.fixture
+def stop_pools() -> Iterator[list[Pool]]:
+    """Pools a failing test left running are shut down before the leak check."""
+    pools: list[Pool] = []
+    yield pools
+    for pool in pools:
+        with contextlib.suppress(Exception):
+            pool.shutdown(timeout=1)
+
+
+# -- bad input -----------------------------------------------------------------------------------
+def job(pool: Pool, wid: int) -> None:
+    pass
+
+
+@pytest.mark.parametrize("args, kwargs, exc, match", [
+    ((0, job), {}, ValueError, "n must be a number of workers"),
+    ((-1, job), {}, ValueError, "n must be a number of workers"),
+    ((True, job), {}, ValueError, "n must be a number of workers"),
+    (("3", job), {}, ValueError, "n must be a number of workers"),
+    ((5000, job), {}, ValueError, "n must be a number of workers"),
+    ((2, "job"), {}, TypeError, "target must be callable"),
+    ((2, job, "socket"), {}, ValueError, "unknown ipc 'socket'"),
+    ((2, job, "queue"), {"mode": "fifo"}, ValueError, "unknown mode 'fifo'"),
+    ((2, job), {"key": 1234}, ValueError, "need ipc='queue'"),
+    ((2, job, "pipe"), {"capacity": 4096}, ValueError, "need ipc='queue'"),
+    ((2, job), {"mode": "balance"}, ValueError, "need ipc='queue'"),
+    ((2, job), {"respawn": "yes"}, TypeError, "respawn must be True or False"),
+    ((2, job), {"backoff": -1}, ValueError, "backoff must be a number of seconds"),
+    ((2, job), {"backoff": 1, "max_backoff": 0.5}, ValueError, "max_backoff .* must be >= backoff"),
+    ((2, job), {"name": ""}, ValueError, "name must be a non-empty str"),
+    ((2, job), {"on_start": 1}, TypeError, "on_start must be callable"),
+    ((2, job), {"on_message": "x"}, TypeError, "on_message must be callable"),
+])
+def test_pool_refuses_bad_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], exc: type, match: str) -> None:
+    with pytest.raises(exc, match=match):
+        Pool(*args, **kwargs)
+
+
+def test_pool_refuses_misuse() -> None:
+    pool = Pool(2, job)
+    with pytest.raises(ValueError, match="unknown event 'bogus'"):
+        pool.on("bogus", job)
+    for call in (lambda: pool.send(0, b"x"), pool.wait):
+        with pytest.raises(ProcessStateError, match="ipc=None|never started"):
+            call()
+    with pytest.raises(ProcessStateError, match="detach\\(\\) is for a worker"):
+        pool.detach()
+    with pytest.raises(ValueError, match="nothing for the workers to run"):
+        Pool(2).start()
+    with pytest.raises(ValueError, match="on_message needs messages"):
+        Pool(2, on_message=job).start()
+    assert Pool(2, job).shutdown() == {}  # never started: nothing to stop
+
+
+def test_send_refuses_bad_workers(stop_pools: list[Pool]) -> None:
+    pool = Pool(2, ipc="queue", on_message=lambda pool, data: None)
+    stop_pools.append(pool)
+    pool.start(block=False)
+    with pytest.raises(ProcessStateError, match="started already"):
+        pool.start()
+    for wid, exc in ((2, ValueError), (-1, ValueError), (None, TypeError), (True, TypeError), ("0", TypeError)):
+        with pytest.raises(exc, match="worker_id must be"):
+            pool.send(wid, b"x")
+    with pytest.raises(ValueError, match="refuses empty data"):
+        pool.send(0, b"")
+    pool.shutdown(timeout=5)
+    with pytest.raises(ProcessStateError, match="has stopped"):
+        pool.send(0, b"x")
+
+    balance = Pool(2, ipc="queue", mode="balance", on_message=lambda pool, data: None)
+    stop_pools.append(balance)
+    balance.start(block=False)
+    with pytest.raises(ValueError, match="in mode='balance' any worker takes"):
+        balance.send(1, b"x")
+    balance.shutdown(timeout=5)
+
+    plain = Pool(1, lambda pool, wid: time.sleep(WAIT))
+    stop_pools.append(plain)
+    plain.start(block=False)
+    with pytest.raises(ProcessStateError, match="ipc=None"):
+        plain.send(0, b"x")
+    plain.shutdown(timeout=5)
+
+
+def test_manager_refuses_misuse() -> None:
+    with pytest.raises(TypeError, match="not target= or n="):
+        Manager(target=job)
+    manager = Manager()
+    with pytest.raises(TypeError, match="func must be callable"):
+        manager.add("job")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="n must be a number of workers"):
+        manager.add_batch(0, job)
+    with pytest.raises(ValueError, match="nothing to start"):
+        manager.start()
+    with pytest.raises(ProcessStateError, match="never started"):
+        manager.wait()
+
+
+# -- running -------------------------------------------------------------------------------------
+def test_workers_have_ids_and_the_parent_sees_every_event(results: pmq.Queue) -> None:
+    events: list[Any] = []
+
+    def target(pool: Pool, wid: int) -> int:
+        results.push(f"{wid} {pool.worker_id} {pool.get_process().pid == os.getpid()}")
+        return wid  # the exit code
+
+    pool = Pool(3, target, respawn=False, name="ids")
+    pool.on("start", lambda pool: events.append(("start", sorted(pool.workers))))
+    pool.on("workerExit", lambda pool, wid, status: events.append(("exit", wid, status.code)))
+    pool.on("stop", lambda pool: events.append(("stop",)))
+    pool.start()  # blocks: respawn=False, so it returns when every worker is done
+    assert sorted(take(results, 3)) == ["0 0 True", "1 1 True", "2 2 True"]
+    assert events[0] == ("start", [0, 1, 2]) and events[-1] == ("stop",)
+    assert sorted(events[1:-1]) == [("exit", 0, 0), ("exit", 1, 1), ("exit", 2, 2)]
+    assert sorted((wid, st.code) for wid, st in pool.statuses) == [(0, 0), (1, 1), (2, 2)]
+    assert pool.workers == {} and pool.stopping and "stopped" in repr(pool)
+
+
+def test_an_exiting_worker_is_respawned_with_a_growing_backoff(results: pmq.Queue) -> None:
+    exits: list[float] = []
+
+    def on_exit(pool: Pool, wid: int, status: Any) -> None:
+        exits.append(time.monotonic())
+        if len(exits) == 5:
+            pool.shutdown(timeout=5)
+
+    pool = Pool(1, lambda pool, wid: 3, backoff=0.05, max_backoff=0.2, on_worker_exit=on_exit)
+    started = time.monotonic()
+    pool.start()
+    assert time.monotonic() - started < WAIT
+    assert [st.code for _, st in pool.statuses] == [3] * 5
+    gaps = [b - a for a, b in zip(exits, exits[1:])]
+    for gap, delay in zip(gaps, (0.05, 0.1, 0.2, 0.2)):  # each respawn waited its back-off
+        assert gap >= delay * 0.9, (gaps, delay)
+
+
+def test_a_queue_pool_sends_each_message_to_its_worker(results: pmq.Queue, stop_pools: list[Pool]) -> None:
+    def on_message(pool: Pool, data: bytes) -> None:
+        results.push(f"{pool.worker_id}:{data.decode()}")
+
+    pool = Pool(3, ipc="queue", on_message=on_message,
+                on_worker_stop=lambda pool, wid: results.push(f"stop {wid}"))
+    stop_pools.append(pool)
+    pool.start(block=False)
+    for wid in (2, 0, 1):
+        for k in range(2):
+            pool.send(wid, f"m{wid}{k}")
+    assert sorted(take(results, 6)) == ["0:m00", "0:m01", "1:m10", "1:m11", "2:m20", "2:m21"]
+    queue_id = pool.queue.id
+    statuses = pool.shutdown(timeout=5)
+    assert sorted(statuses) == [0, 1, 2] and all(st.ok for st in statuses.values())  # WorkerStop: exit 0
+    assert sorted(take(results, 3)) == ["stop 0", "stop 1", "stop 2"]
+    assert pool.queue.freed and queue_registry.proc_table().get(queue_id) is None
+
+
+def test_workers_message_each_other_through_the_queue(results: pmq.Queue, stop_pools: list[Pool]) -> None:
+    def on_message(pool: Pool, data: bytes) -> None:
+        if data == b"pass it on":
+            pool.send(1, f"from {pool.worker_id}")
+        else:
+            results.push(f"{pool.worker_id} got {data.decode()}")
+
+    pool = Pool(2, ipc="queue", on_message=on_message)
+    stop_pools.append(pool)
+    pool.start(block=False)
+    pool.send(0, b"pass it on")
+    assert take(results, 1) == ["1 got from 0"]
+    pool.shutdown(timeout=5)
+
+
+def test_a_balance_pool_lets_any_worker_take_a_message(results: pmq.Queue, stop_pools: list[Pool]) -> None:
+    pool = Pool(2, ipc="queue", mode="balance", on_message=lambda pool, data: results.push(data))
+    stop_pools.append(pool)
+    pool.start(block=False)
+    for k in range(20):
+        pool.send(None, f"job {k}")
+    assert sorted(take(results, 20)) == sorted(f"job {k}" for k in range(20))
+    pool.shutdown(timeout=5)
+
+
+def test_a_pipe_pool_sends_over_each_workers_pipe(results: pmq.Queue, stop_pools: list[Pool]) -> None:
+    pool = Pool(2, ipc="pipe", on_message=lambda pool, data: results.push(f"{pool.worker_id}:{data.decode()}"))
+    stop_pools.append(pool)
+    pool.start(block=False)
+    pool.send(1, "one")
+    pool.send(0, b"zero")
+    assert sorted(take(results, 2)) == ["0:zero", "1:one"]
+    with pytest.raises(ValueError, match="larger than the 65536 bytes"):
+        pool.send(0, b"x" * (pool_module.PIPE_MESSAGE_MAX + 1))
+    assert all(st.ok for st in pool.shutdown(timeout=5).values())
+
+
+def test_a_message_waits_in_the_queue_for_the_respawned_worker(results: pmq.Queue, stop_pools: list[Pool]) -> None:
+    def on_message(pool: Pool, data: bytes) -> None:
+        if data == b"die":
+            os._exit(7)
+        results.push(f"{pool.worker_id} {os.getpid()} {data.decode()}")
+
+    pool = Pool(1, ipc="queue", on_message=on_message, backoff=0.01)
+    stop_pools.append(pool)
+    pool.start(block=False)
+    first = pool.workers[0].pid
+    pool.send(0, b"die")
+    pool.send(0, b"after")
+    (report,) = take_while_supervising(pool, results, 1)
+    wid, pid, text = report.split()
+    assert (wid, text) == ("0", "after") and int(pid) != first and int(pid) == pool.workers[0].pid
+    assert [st.code for _, st in pool.statuses] == [7]
+    pool.shutdown(timeout=5)
+
+
+# -- stopping ------------------------------------------------------------------------------------
+def test_shutdown_sends_sigterm_then_sigkill(results: pmq.Queue) -> None:
+    def target(pool: Pool, wid: int) -> None:
+        if wid == 1:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stubborn worker
+        results.push(f"ready {wid}")
+        time.sleep(WAIT * 3)
+
+    pool = Pool(2, target, on_worker_stop=lambda pool, wid: results.push(f"stop {wid}"))
+    pool.start(block=False)
+    assert sorted(take(results, 2)) == ["ready 0", "ready 1"]
+    started = time.monotonic()
+    statuses = pool.shutdown(timeout=0.3)
+    assert 0.3 <= time.monotonic() - started < WAIT
+    assert statuses[0].ok  # SIGTERM raised WorkerStop, on_worker_stop ran, exit 0
+    assert statuses[1].signal == signal.SIGKILL
+    assert take(results, 1) == ["stop 0"]
+
+
+def test_a_worker_can_ask_the_pool_to_shut_down() -> None:
+    def target(pool: Pool, wid: int) -> None:
+        if wid == 0:
+            pool.shutdown()  # a request to the parent; SIGTERM follows
+        time.sleep(WAIT * 3)
+
+    pool = Pool(3, target)
+    started = time.monotonic()
+    pool.start()
+    assert time.monotonic() - started < WAIT
+    assert sorted(wid for wid, _ in pool.statuses) == [0, 1, 2]
+    assert all(st.ok for _, st in pool.statuses), [str(st) for st in pool.statuses]
+
+
+def test_a_detached_worker_leaves_the_pool_and_is_replaced(results: pmq.Queue, tmp_path: Any,
+                                                           stop_pools: list[Pool]) -> None:
+    marker = str(tmp_path / "first")
+    release = pmq.attach(None)
+
+    def target(pool: Pool, wid: int) -> None:
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            results.push(f"replacement {os.getpid()}")
+            time.sleep(WAIT * 3)
+            return
+        pool.detach()
+        results.push(f"detached {os.getpid()}")
+        release.pop()  # the pool no longer stops this one: the test does
+
+    pool = Pool(1, target)
+    stop_pools.append(pool)
+    try:
+        pool.start(block=False)
+        reports = dict(r.split() for r in take_while_supervising(pool, results, 2))
+        while not pool.detached:
+            pool.wait(0.02)
+        (detached,) = pool.detached
+        assert int(reports["detached"]) == detached.pid
+        assert int(reports["replacement"]) == pool.workers[0].pid != detached.pid
+        pool.shutdown(timeout=5)
+        assert detached.is_alive()  # not the pool's any more
+        assert [wid for wid, _ in pool.statuses] == [0]  # only the replacement was stopped
+        release.push(b"go")
+        assert detached.join(timeout=WAIT).ok
+    finally:
+        release.free()
+
+
+# -- errors --------------------------------------------------------------------------------------
+def test_an_error_in_a_parent_callback_stops_and_cleans_everything() -> None:
+    def boom(pool: Pool) -> None:
+        raise RuntimeError("on_start failed")
+
+    pool = Pool(3, lambda pool, wid: time.sleep(WAIT * 3), ipc="queue", on_start=boom)
+    with pytest.raises(RuntimeError, match="on_start failed"):
+        pool.start()
+    assert pool.workers == {} and pool.queue.freed and len(pool.statuses) == 3
+
+
+def test_keyboard_interrupt_during_start_stops_and_cleans_everything() -> None:
+    def interrupt(signo: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    pool = Pool(2, lambda pool, wid: time.sleep(WAIT * 3), ipc="pipe",
+                on_start=lambda pool: signal.setitimer(signal.ITIMER_REAL, 0.2))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pool.start()  # blocked in its poll loop when the interrupt comes
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert pool.workers == {} and len(pool.statuses) == 2 and pool.stopping
+
+
+def test_a_failed_fork_stops_the_workers_already_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_start = Process.start
+    calls = []
+
+    def flaky_start(self: Process, *args: Any, **kwargs: Any) -> int:
+        calls.append(self)
+        if len(calls) == 3:
+            raise OSError(11, "fork() failed, nothing was started")
+        return real_start(self, *args, **kwargs)
+
+    monkeypatch.setattr(Process, "start", flaky_start)
+    pool = Pool(4, lambda pool, wid: time.sleep(WAIT * 3), ipc="queue")
+    with pytest.raises(OSError, match="fork\\(\\) failed"):
+        pool.start()
+    assert len(calls) == 3 and pool.workers == {} and pool.queue.freed
+    assert len(pool.statuses) == 2
+
+
+# -- Manager -------------------------------------------------------------------------------------
+def test_manager_runs_each_function_in_its_own_worker(results: pmq.Queue) -> None:
+    manager = Manager(respawn=False)
+    first = manager.add(lambda pool, wid: results.push(f"first {wid}"))
+    batch = manager.add_batch(2, lambda pool, wid: results.push(f"batch {wid}"))
+    assert (first, batch) == (0, [1, 2])
+    pool = manager.start()
+    assert sorted(take(results, 3)) == ["batch 1", "batch 2", "first 0"]
+    assert manager.wait() is True and len(pool.statuses) == 3
+    with pytest.raises(ProcessStateError, match="add\\(\\) before start"):
+        manager.add(job)
+    with pytest.raises(ProcessStateError, match="started already"):
+        manager.start()
+
+
+def test_manager_with_a_queue(results: pmq.Queue, stop_pools: list[Pool]) -> None:
+    manager = Manager(ipc="queue", on_message=lambda pool, data: results.push(f"{pool.worker_id} {data.decode()}"))
+    manager.add_batch(2, lambda pool, wid: results.push(f"up {wid}"))
+    pool = manager.start(block=False)
+    stop_pools.append(pool)
+    assert sorted(take(results, 2)) == ["up 0", "up 1"]
+    manager.send(1, "hello")
+    assert take(results, 1) == ["1 hello"]
+    assert all(st.ok for st in manager.shutdown(timeout=5).values())
