@@ -5,12 +5,14 @@ Spawn to reap, at a small resident size and with ~1 GB touched:
   - procmagic: ``Process(target).start(); join()`` (the default dgram pipe, the guard, the child's
                whole reset: process group, parent-death signal, signals, fresh stdio)
   - multiprocessing's fork context: ``ctx.Process(target=f).start(); join()``
-The three run interleaved (a shuffled order each round), and each reports its median.
+They run interleaved (a shuffled order each round); each reports its median wall time and its
+median CPU time (the parent's and the reaped child's together). On a machine shared with other
+work the wall times swing with the scheduler; the CPU times, and their ratios, much less.
 
 Pipe ping-pong: one message goes to a forked child and comes back, through ``Process.write`` and
 ``Process.read`` on both sides, against a raw socketpair of the same kind driven with plain
-``send``/``recv`` on both sides. Batches alternate; each reports the median batch's time per round
-trip.
+``send``/``recv`` on both sides. Batches alternate; each reports the median batch's wall time and
+CPU time (both processes, from /proc/PID/schedstat) per round trip.
 
     .venv/bin/python bench/bench_core.py [--quick] [--big-mb 1024] [--rounds N]
 """
@@ -23,6 +25,7 @@ import multiprocessing
 import os
 import platform
 import random
+import resource
 import socket
 import statistics
 import sys
@@ -81,9 +84,17 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def time_spawns(rounds: int) -> dict[str, float]:
-    """Median seconds per spawn-to-reap of each spawner, run interleaved in shuffled order."""
-    samples: dict[str, list[float]] = {name: [] for name, _ in SPAWNERS}
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_spawns(rounds: int) -> dict[str, tuple[float, float]]:
+    """(wall, cpu) medians in seconds per spawn-to-reap of each spawner, run interleaved in a
+    shuffled order. cpu is the parent's and the reaped child's CPU time together: unlike the wall
+    time, it hardly moves when other programs compete for the CPUs."""
+    walls: dict[str, list[float]] = {name: [] for name, _ in SPAWNERS}
+    cpus: dict[str, list[float]] = {name: [] for name, _ in SPAWNERS}
     order = list(SPAWNERS)
     for name, spawn in order:  # warm up: imports, first-use allocations
         spawn()
@@ -91,14 +102,23 @@ def time_spawns(rounds: int) -> dict[str, float]:
     for _ in range(rounds):
         random.shuffle(order)
         for name, spawn in order:
+            c0, p0 = _children_cpu(), time.process_time()
             t0 = time.perf_counter()
             spawn()
-            samples[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(values) for name, values in samples.items()}
+            t1 = time.perf_counter()
+            cpus[name].append(time.process_time() - p0 + _children_cpu() - c0)
+            walls[name].append(t1 - t0)
+    return {name: (statistics.median(walls[name]), statistics.median(cpus[name])) for name, _ in SPAWNERS}
 
 
 # -- pipe ping-pong ----------------------------------------------------------------------------
 KINDS = {"dgram": socket.SOCK_SEQPACKET, "stream": socket.SOCK_STREAM}
+
+
+def _cpu_ns(pid: int) -> int:
+    """Nanoseconds ``pid`` has spent on a CPU (/proc/PID/schedstat)."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0])
 
 
 class RawPingPong:
@@ -121,13 +141,16 @@ class RawPingPong:
                 os._exit(code)
         child.close()
 
-    def run(self, message: bytes, n: int) -> float:
+    def run(self, message: bytes, n: int) -> tuple[float, float]:
         send, recv = self.parent.send, self.parent.recv
+        c0, p0 = _cpu_ns(self.pid), time.process_time()
         t0 = time.perf_counter()
         for _ in range(n):
             send(message)
             recv(65536)
-        return (time.perf_counter() - t0) / n
+        t1 = time.perf_counter()
+        cpu = time.process_time() - p0 + (_cpu_ns(self.pid) - c0) / 1e9
+        return (t1 - t0) / n, cpu / n
 
     def close(self) -> None:
         self.parent.close()
@@ -150,41 +173,48 @@ class ProcmagicPingPong:
         self.proc = Process(_echo, pipe=kind)
         self.proc.start()
 
-    def run(self, message: bytes, n: int) -> float:
+    def run(self, message: bytes, n: int) -> tuple[float, float]:
         write, read = self.proc.write, self.proc.read
+        pid = self.proc.pid
+        assert pid is not None
+        c0, p0 = _cpu_ns(pid), time.process_time()
         t0 = time.perf_counter()
         for _ in range(n):
             write(message)
             read(65536)
-        return (time.perf_counter() - t0) / n
+        t1 = time.perf_counter()
+        cpu = time.process_time() - p0 + (_cpu_ns(pid) - c0) / 1e9
+        return (t1 - t0) / n, cpu / n
 
     def close(self) -> None:
         self.proc.close()
         self.proc.join()
 
 
-def time_ping_pong(kind: str, message: bytes, batches: int, n: int) -> tuple[float, float]:
-    """(raw, procmagic) median seconds per round trip, batches alternating."""
+def time_ping_pong(kind: str, message: bytes, batches: int, n: int) -> dict[str, tuple[float, float]]:
+    """{"raw": (wall, cpu), "procmagic": (wall, cpu)}: median seconds per round trip over
+    batches that alternate; cpu counts both processes."""
     raw, ours = RawPingPong(kind), ProcmagicPingPong(kind)
+    samples: dict[str, list[tuple[float, float]]] = {"raw": [], "procmagic": []}
     try:
         raw.run(message, n // 10)
         ours.run(message, n // 10)
-        raw_times, our_times = [], []
         for i in range(batches):
-            pair = [(raw, raw_times), (ours, our_times)]
+            pair: list[tuple[str, RawPingPong | ProcmagicPingPong]] = [("raw", raw), ("procmagic", ours)]
             if i % 2:
                 pair.reverse()
-            for runner, times in pair:
-                times.append(runner.run(message, n))
+            for name, runner in pair:
+                samples[name].append(runner.run(message, n))
     finally:
         ours.close()  # first: its child holds a copy of the raw pair's parent end
         raw.close()
-    return statistics.median(raw_times), statistics.median(our_times)
+    return {name: (statistics.median(w for w, _ in rows), statistics.median(c for _, c in rows))
+            for name, rows in samples.items()}
 
 
 # -- the report --------------------------------------------------------------------------------
 def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:8.3f} ms"
+    return f"{seconds * 1e3:7.3f} ms"
 
 
 def main() -> None:
@@ -212,21 +242,28 @@ def main() -> None:
     gc.collect()
 
     raw = SPAWNERS[0][0]
-    print(f"spawn to reap, median          small: {small_rss:5.0f} MB RSS, {small_rounds:3d} rounds"
-          f"     big: {big_rss:5.0f} MB RSS, {big_rounds:3d} rounds")
+    print("spawn to reap (medians; cpu = parent + child, the figure that load disturbs least)")
+    print(f"{'':46s}small: {small_rss:5.0f} MB RSS, {small_rounds} rounds      big: {big_rss:5.0f} MB RSS, {big_rounds} rounds")
+    print(f"{'':46s}{'wall':>14s} {'cpu':>16s}      {'wall':>14s} {'cpu':>16s}")
     for name, _ in SPAWNERS:
-        print(f"  {name:44s} {_ms(small[name])}  {small[name] / small[raw]:5.2f}x"
-              f"     {_ms(big[name])}  {big[name] / big[raw]:5.2f}x")
+        cells = []
+        for table in (small, big):
+            (wall, cpu), (raw_wall, raw_cpu) = table[name], table[raw]
+            cells.append(f"{_ms(wall)} {wall / raw_wall:4.2f}x {_ms(cpu)} {cpu / raw_cpu:4.2f}x")
+        print(f"  {name:44s}{cells[0]}      {cells[1]}")
     print()
 
-    print(f"pipe ping-pong, median of {batches} batches x {per_batch} round trips")
+    print(f"pipe ping-pong, one message there and back (medians of {batches} batches x {per_batch} round trips)")
+    print(f"{'':36s}{'raw socketpair':>24s}   {'Process.write/read':>24s}   {'ratio':>13s}")
+    print(f"{'':36s}{'wall':>11s} {'cpu':>12s}   {'wall':>11s} {'cpu':>12s}   {'wall':>6s} {'cpu':>6s}")
     for kind in ("dgram", "stream"):
         for size in (64, 4096):
-            message = b"m" * size
-            raw_rt, our_rt = time_ping_pong(kind, message, batches, per_batch)
-            label = f"{kind} ({'SOCK_SEQPACKET' if kind == 'dgram' else 'SOCK_STREAM'}), {size:4d} B"
-            print(f"  {label:34s} raw socketpair {raw_rt * 1e6:6.1f} us   Process.write/read "
-                  f"{our_rt * 1e6:6.1f} us   {our_rt / raw_rt:5.2f}x")
+            figures = time_ping_pong(kind, b"m" * size, batches, per_batch)
+            (raw_wall, raw_cpu), (our_wall, our_cpu) = figures["raw"], figures["procmagic"]
+            label = f"{kind} ({'SOCK_SEQPACKET' if kind == 'dgram' else 'SOCK_STREAM'}), {size} B"
+            print(f"  {label:34s}{raw_wall * 1e6:8.1f} us {raw_cpu * 1e6:9.1f} us   "
+                  f"{our_wall * 1e6:8.1f} us {our_cpu * 1e6:9.1f} us   "
+                  f"{our_wall / raw_wall:5.2f}x {our_cpu / raw_cpu:5.2f}x")
     sys.stdout.flush()
 
 
