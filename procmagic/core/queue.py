@@ -89,34 +89,15 @@ def _has_cap(bit: int) -> bool:
 
 # -- traffic counters ----------------------------------------------------------------------------
 # The hot path publishes this process's running totals into its counter slot with plain
-# memoryview stores (a store of a Python int is about three times cheaper than ``+=`` on the
-# view). The slot changes only at fork (counters' own at-fork hook) and when a procmagic child
-# takes its slot (Process._become_child, before the child hooks run); both refresh this cache.
-_cv: memoryview
-_i_push = _i_push_bytes = _i_pop = _i_pop_bytes = 0
-_n_push = _b_push = _n_pop = _b_pop = 0
+# memoryview stores (a store of a Python int is cheaper than ``+=`` on the view). The totals and
+# the slot live in the cells of one closure scope, shared by every handle's push and pop: a cell
+# is cheaper to update than a module global. The slot changes only at fork (counters' own
+# at-fork hook) and when a procmagic child takes its slot (Process._become_child, before the
+# child hooks run); both call ``_refresh_counters``. The hot path itself is built in this scope
+# too (``_make_hot_path``).
 
 
-def _refresh_counters() -> None:
-    global _cv, _i_push, _i_push_bytes, _i_pop, _i_pop_bytes, _n_push, _b_push, _n_pop, _b_pop
-    slot = _counters.for_this_process()
-    _cv, base = slot._view, slot._base
-    _i_push, _i_push_bytes = base + _counters.PUSHES, base + _counters.BYTES_PUSHED
-    _i_pop, _i_pop_bytes = base + _counters.POPS, base + _counters.BYTES_POPPED
-    _n_push, _b_push, _n_pop, _b_pop = (int(_cv[i]) for i in (_i_push, _i_push_bytes, _i_pop, _i_pop_bytes))
-
-
-def _count_push(n: int) -> None:
-    global _n_push, _b_push
-    _n_push += 1
-    _b_push += n
-    _cv[_i_push] = _n_push
-    _cv[_i_push_bytes] = _b_push
-
-
-_refresh_counters()
-
-
+# -- the queue -----------------------------------------------------------------------------------
 # -- the queue -----------------------------------------------------------------------------------
 class _Shared:
     """What all handles on one queue in this process share: the sysv_ipc object and its identity."""
@@ -192,51 +173,7 @@ class Queue:
 
     # -- the hot path --------------------------------------------------------------------------
     def _build(self) -> None:
-        send, receive, block, limit = self._send, self._receive, self._block, self._limit
-        push_type, pop_type = self._push_type, self._pop_type
-        send_again, receive_again, push_slow = self._send_again, self._receive_again, self._push_slow
-        check_size, too_long = self._check_size, _too_long
-        # sysv_ipc parses arguments on every call: pass none where its defaults (block, type 1
-        # to send, any type to receive) are what we want.
-        plain_send = block and push_type == 1
-        plain_receive = block and pop_type == 0
-
-        def push(data: bytes | str, *, to: Any = None) -> None:
-            global _n_push, _b_push
-            if to is None and data.__class__ is bytes and push_type:
-                n = len(data)
-                if 0 < n <= limit:
-                    try:
-                        if plain_send:
-                            send(data)
-                        else:
-                            send(data, block, push_type)
-                    except _Failures as exc:
-                        send_again(exc, data, push_type)
-                    _n_push += 1
-                    _b_push += n
-                    _cv[_i_push] = _n_push
-                    _cv[_i_push_bytes] = _b_push
-                    return
-            push_slow(data, to)
-
-        def pop(size: int | None = None) -> bytes:
-            global _n_pop, _b_pop
-            if size is not None:
-                size = check_size(size)
-            try:
-                data = receive()[0] if plain_receive else receive(block, pop_type)[0]
-            except _Failures as exc:
-                data = receive_again(exc)
-            n = len(data)
-            _n_pop += 1
-            _b_pop += n
-            _cv[_i_pop] = _n_pop
-            _cv[_i_pop_bytes] = _b_pop
-            if size is not None and n > size:
-                raise too_long(data, size)
-            return data  # type: ignore[no-any-return]
-
+        push, pop = _make_hot_path(self)
         push.__doc__ = self._push_doc.__doc__
         pop.__doc__ = self._pop_doc.__doc__
         self.push, self.pop = push, pop
@@ -462,6 +399,82 @@ class Queue:
     def _view(self, me: int, peer: int | None = None, mode: str | None = None, nowait: bool | None = None) -> "Queue":
         """Another handle on the same queue, for this process, with its own identity (Pool workers)."""
         return Queue(self._shared, None, mode or self.mode, self.nowait if nowait is None else nowait, me, peer)
+
+
+def _counting_scope() -> tuple[Callable[[Queue], tuple[Callable[..., None], Callable[..., bytes]]],
+                               Callable[[], None], Callable[[int], None]]:
+    cv: memoryview = _counters.for_this_process()._view
+    i_push = i_push_bytes = i_pop = i_pop_bytes = 0
+    n_push = b_push = n_pop = b_pop = 0
+
+    def refresh() -> None:
+        nonlocal cv, i_push, i_push_bytes, i_pop, i_pop_bytes, n_push, b_push, n_pop, b_pop
+        slot = _counters.for_this_process()
+        cv, base = slot._view, slot._base
+        i_push, i_push_bytes = base + _counters.PUSHES, base + _counters.BYTES_PUSHED
+        i_pop, i_pop_bytes = base + _counters.POPS, base + _counters.BYTES_POPPED
+        n_push, b_push, n_pop, b_pop = (int(cv[i]) for i in (i_push, i_push_bytes, i_pop, i_pop_bytes))
+
+    def count_push(n: int) -> None:
+        nonlocal n_push, b_push
+        n_push += 1
+        b_push += n
+        cv[i_push] = n_push
+        cv[i_push_bytes] = b_push
+
+    def make(q: Queue) -> tuple[Callable[..., None], Callable[..., bytes]]:
+        send, receive, block, limit = q._send, q._receive, q._block, q._limit
+        push_type, pop_type = q._push_type, q._pop_type
+        send_again, receive_again, push_slow = q._send_again, q._receive_again, q._push_slow
+        check_size, too_long = q._check_size, _too_long
+        # sysv_ipc parses its arguments on every call: pass none where its defaults (block,
+        # type 1 to send, any type to receive) are what this handle wants.
+        plain_send = block and push_type == 1
+        plain_receive = block and pop_type == 0
+
+        def push(data: bytes | str, *, to: Any = None) -> None:
+            nonlocal n_push, b_push
+            if to is None and data.__class__ is bytes and push_type:
+                n = len(data)
+                if 0 < n <= limit:
+                    try:
+                        if plain_send:
+                            send(data)
+                        else:
+                            send(data, block, push_type)
+                    except _Failures as exc:
+                        send_again(exc, data, push_type)
+                    n_push += 1
+                    b_push += n
+                    cv[i_push] = n_push
+                    cv[i_push_bytes] = b_push
+                    return
+            push_slow(data, to)
+
+        def pop(size: int | None = None) -> bytes:
+            nonlocal n_pop, b_pop
+            if size is not None:
+                size = check_size(size)
+            try:
+                data = receive()[0] if plain_receive else receive(block, pop_type)[0]
+            except _Failures as exc:
+                data = receive_again(exc)
+            n = len(data)
+            n_pop += 1
+            b_pop += n
+            cv[i_pop] = n_pop
+            cv[i_pop_bytes] = b_pop
+            if size is not None and n > size:
+                raise too_long(data, size)
+            return data  # type: ignore[no-any-return]
+
+        return push, pop
+
+    refresh()
+    return make, refresh, count_push
+
+
+_make_hot_path, _refresh_counters, _count_push = _counting_scope()
 
 
 def _too_long(data: bytes, size: int) -> ValueError:
