@@ -44,12 +44,15 @@ def deadline(seconds: float = WAIT) -> Iterator[None]:
         raise TimeoutError(f"still waiting after {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)  # pytest-timeout's alarm, if any
+    started = time.monotonic()
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL, max(0.001, outer - (time.monotonic() - started)))
 
 
 def take(queue: pmq.Queue, n: int) -> list[str]:
@@ -369,12 +372,16 @@ def test_keyboard_interrupt_during_start_stops_and_cleans_everything() -> None:
     previous = signal.signal(signal.SIGALRM, interrupt)
     pool = Pool(2, lambda pool, wid: time.sleep(WAIT * 3), ipc="pipe",
                 on_start=lambda pool: signal.setitimer(signal.ITIMER_REAL, 0.2))
+    started = time.monotonic()
+    outer = signal.getitimer(signal.ITIMER_REAL)[0]  # pytest-timeout's alarm, if any
     try:
         with pytest.raises(KeyboardInterrupt):
             pool.start()  # blocked in its poll loop when the interrupt comes
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL, max(0.001, outer - (time.monotonic() - started)))
     assert pool.workers == {} and len(pool.statuses) == 2 and pool.stopping
 
 
