@@ -40,8 +40,9 @@ from .queue_registry import QueueInfo, queues, sweep_queues
 
 __all__ = ["Queue", "QueueStat", "QueueInfo", "attach", "queues", "sweep_queues", "PARENT", "BALANCE_TYPE", "MODES"]
 
-#: The type of messages addressed to the parent (the process holding the Process objects).
-#: Process ids stay below it (``process._MAX_ID``).
+#: The type of messages addressed to the parent (the process holding the Process objects): the
+#: largest type sysv_ipc can send. Process ids count up from 1 and would reach it only after
+#: 2**31 - 2 forks from one process.
 PARENT = 2**31 - 1
 #: The type of every message pushed in balance mode (sysv_ipc's default, so raw sysv_ipc
 #: programs interoperate). Balance consumers take any type, so it routes nothing.
