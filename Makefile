@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo setup bench clean typecheck test-compat lab docs
+.PHONY: test demo setup bench clean typecheck test-compat lab docs chromium
 
 # A second interpreter and ipykernel 6 for the fork and kernel tests (Python 3.12+ is where the
 # fork DeprecationWarning exists). Skipped, with a note, where no Python 3.13 is installed.
@@ -20,8 +20,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-test: setup test-compat docs
+test: setup test-compat docs chromium
 	$(PY) -m pytest -q
+
+# The widgets' browser test drives Debian's Chromium with Playwright (which downloads no browser
+# here). CI runs as root with no stdin; elsewhere sudo must not ask for a password.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "installing chromium for the browser test (apt-get)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$(SUDO) apt-get update -q </dev/null && $(SUDO) apt-get install -y -q chromium </dev/null; \
+	fi
 
 test-compat:
 	@if [ -z "$(COMPAT_PY)" ] || ! "$(COMPAT_PY)" -c 'import sys' 2>/dev/null; then \

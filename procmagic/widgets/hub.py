@@ -65,7 +65,8 @@ class Hub:
         self.sampler = Sampler()
         self.queue_watch = QueueWatch(every=self.TICK)
         self.alarm_counts: dict[int, tuple[float, int]] = {}
-        self.stats = {"ticks": 0, "refreshes": 0, "seconds": 0.0, "messages": 0}
+        self.stats = {"ticks": 0, "refreshes": 0, "seconds": 0.0, "messages": 0, "errors": 0}
+        self.errors: collections.deque[str] = collections.deque(maxlen=20)
         self._handle: Any = None
         self._due: float | None = None
         self._last = 0.0
@@ -75,15 +76,16 @@ class Hub:
         self._unsubscribe = [spawn_mod.subscribe(self._on_spawn), registry.subscribe(self._on_registry)]
 
     # -- from any thread ----------------------------------------------------------------------
-    def call(self, fn: Callable[[], Any]) -> None:
-        """Run ``fn`` on the hub's loop (at once where there is no loop)."""
+    def call(self, fn: Callable[[], Any]) -> bool:
+        """Run ``fn`` on the hub's loop (at once where there is no loop); False if it cannot."""
         if self.loop is None:
-            fn()
-            return
+            self._guarded(fn)
+            return True
         try:
             self.loop.call_soon_threadsafe(self._guarded, fn)
         except RuntimeError:  # the loop is closed: the kernel is shutting down
-            pass
+            return False
+        return True
 
     def poke(self) -> None:
         """Something changed: refresh the dirty views soon (throttled)."""
@@ -93,7 +95,9 @@ class Hub:
             if self._poked:
                 return
             self._poked = True
-        self.call(self._on_poke)
+        if not self.call(self._on_poke):
+            with self._poke_lock:
+                self._poked = False
 
     def add(self, view: View) -> None:
         self.recent.append(view)
@@ -138,7 +142,7 @@ class Hub:
         try:
             fn()
         except Exception:
-            traceback.print_exc(file=sys.__stderr__)
+            self._error()
 
     def _add(self, view: View) -> None:
         if view.kind == "dashboard":
@@ -180,6 +184,19 @@ class Hub:
         now = time.monotonic()
         self._last = now
         self.stats["ticks"] += 1
+        next_due: float | None = now + self.TICK  # if anything below fails: try again soon
+        try:
+            next_due = self._refresh_all(now)
+            self.sampler.forget(p.id for p in registry.live())
+        except Exception:
+            self._error()
+        finally:
+            self.stats["seconds"] += time.perf_counter() - started
+            if next_due is not None:
+                self._schedule(max(self.MIN_GAP, next_due - time.monotonic()))
+
+    def _refresh_all(self, now: float) -> float | None:
+        """Refresh the views that are due; when the next one is due (None: nothing is live)."""
         live_panels = sorted((v for v in self.views if v.kind == "panel" and v.live),
                              key=lambda v: -v.spawn.number)  # type: ignore[attr-defined]
         fast = {id(v) for v in live_panels[: self.FAST_PANELS]}
@@ -191,8 +208,8 @@ class Hub:
                 try:
                     result = view.refresh(self, now)
                 except Exception:
-                    traceback.print_exc(file=sys.__stderr__)
-                    result = IDLE
+                    self._error()
+                    result = LIVE  # a passing failure must not freeze the view: retry next time
                 view.refreshed = now
                 self.stats["refreshes"] += 1
                 view.live = result == LIVE
@@ -204,10 +221,15 @@ class Hub:
                 next_due = when if next_due is None else min(next_due, when)
         if any(v.dirty for v in self.views):
             next_due = min(next_due or now, now + self.MIN_GAP)
-        self.sampler.forget(p.id for p in registry.live())
-        self.stats["seconds"] += time.perf_counter() - started
-        if next_due is not None:
-            self._schedule(max(self.MIN_GAP, next_due - time.monotonic()))
+        return next_due
+
+    def _error(self) -> None:
+        """Keep the traceback (``hub.errors``); print each distinct one once, to the kernel's log."""
+        text = traceback.format_exc()
+        self.stats["errors"] += 1
+        if text not in self.errors:
+            self.errors.append(text)
+            print(f"procmagic widgets: {text}", file=sys.__stderr__)
 
     def sent(self, n: int = 1) -> None:
         self.stats["messages"] += n
