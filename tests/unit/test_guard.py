@@ -163,6 +163,7 @@ def test_start_refuses_from_a_non_main_thread():
         assert exc.census.on_main_thread is False  # type: ignore[attr-defined]
 
 
+@pytest.mark.filterwarnings(r"ignore:.*fork\(\) may lead to deadlocks:DeprecationWarning")  # 3.12+: expected when forced
 def test_force_forks_anyway_with_a_fork_warning(spawn, live_thread):
     p = spawn(lambda proc: proc.write(b"forced") and None)
     with pytest.warns(ForkWarning, match=r"(?s)forking anyway \(force=True\).*'pm-idle'"):
