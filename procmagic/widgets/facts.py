@@ -171,6 +171,16 @@ def proc_facts(proc: Process, sampler: Sampler | None = None, now: float | None 
     )
 
 
+def fmt_runtime(seconds: float) -> str:
+    """Tenths for the first 10 s, then whole seconds, then minutes: a row's text changes at most
+    once a second after the start, so a live table costs few messages."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 600:
+        return f"{seconds:.0f} s"
+    return f"{seconds // 60:.0f} min"
+
+
 def fmt_interval(usec: int) -> str:
     if usec <= 0:
         return "-"

@@ -12,7 +12,8 @@ import time
 from typing import Iterable
 
 from ..core.status import ExitStatus
-from .facts import AlarmFacts, ProcFacts, QueueFacts, fmt_ago, fmt_bytes, fmt_interval, how_short, is_failure
+from .facts import (AlarmFacts, ProcFacts, QueueFacts, fmt_ago, fmt_bytes, fmt_interval, fmt_runtime, how_short,
+                    is_failure)
 
 __all__ = ["row_html", "rows_html", "panel_html", "header_html", "queues_html", "alarms_html", "reaped_html",
            "depth_svg", "section", "BOX", "MONO"]
@@ -52,7 +53,7 @@ def row_html(f: ProcFacts, name_width: int = 120) -> str:
     ]
     if f.status is None:
         cpu = "-" if f.cpu_s is None else (f"{f.cpu_pct:.0f}% " if f.cpu_pct is not None else "") + f"{f.cpu_s:.2f} s"
-        parts += [_cell(f"{f.runtime:.1f} s", 64, "pm-runtime", "runtime"), _cell(f"cpu {cpu}", 124, "", "CPU: percent over the last second, and seconds used"),
+        parts += [_cell(fmt_runtime(f.runtime), 64, "pm-runtime", "runtime"), _cell(f"cpu {cpu}", 124, "", "CPU: percent over the last second, and seconds used"),
                   _cell(f"rss {fmt_bytes(f.rss)}", 96, "", "resident memory")]
     else:
         s = f.status

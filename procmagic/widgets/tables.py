@@ -12,7 +12,7 @@ from ..core.reaper import registry
 from ..core.status import ExitStatus
 from ..text import _table
 from .facts import (AlarmFacts, ProcFacts, QueueFacts, Sampler, alarm_facts, fmt_ago, fmt_bytes, fmt_interval,
-                    how_short, is_failure, proc_facts, recent_procs)
+                    how_short, is_failure, proc_facts, recent_procs, fmt_runtime)
 
 __all__ = ["processes_text", "queues_text", "alarms_text", "reaped_text", "dashboard_text", "spawn_text"]
 
@@ -24,7 +24,7 @@ def processes_text(facts: list[ProcFacts]) -> str:
     for f in facts:
         if f.status is None:
             cpu = "-" if f.cpu_s is None else f"{f.cpu_s:.2f} s"
-            rows.append([str(f.id), f.name, str(f.pid or "-"), f.state, f"{f.runtime:.1f} s", cpu, fmt_bytes(f.rss),
+            rows.append([str(f.id), f.name, str(f.pid or "-"), f.state, fmt_runtime(f.runtime), cpu, fmt_bytes(f.rss),
                          str(f.ticks) if (f.alarm or f.ticks) else "-", f.spawn, ""])
         else:
             s = f.status

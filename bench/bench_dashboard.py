@@ -1,0 +1,166 @@
+"""Dashboard benchmark: is the kernel still responsive with the ``%procs`` dashboard open over
+200 children? One kernel, one run, measured at the client (jupyter_client).
+
+Phases, each ``--n`` execute round trips of a trivial cell (``1``: execute request -> reply and
+idle), in this order:
+
+A. no children (the kernel idle);
+B1. 200 sleeping children (``%%spawn --bg -n 200``), their panel live, no dashboard;
+C. the same with the ``%procs`` dashboard live (it refreshes twice a second);
+B2. the dashboard closed again (retired to a snapshot), to see the drift of the machine.
+
+Printed: p50 / p95 / mean per phase, the ratio C against B (the mean of B1 and B2), and what the
+hub did meanwhile (refreshes, state messages, and its CPU time per second of wall clock).
+
+    .venv/bin/python bench/bench_dashboard.py [--n 200] [--children 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import queue
+import statistics
+import sys
+import time
+from typing import Any
+
+from jupyter_client.manager import KernelManager
+
+
+class Client:
+    def __init__(self) -> None:
+        self.km = KernelManager(kernel_name="python3")
+        self.km.start_kernel(env=dict(os.environ), cwd=os.getcwd())
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=120)
+
+    def roundtrip(self, code: str, timeout: float = 120) -> tuple[float, str]:
+        """Seconds from the execute request to both its reply and its idle status; its stdout."""
+        t0 = time.perf_counter()
+        msg_id = self.kc.execute(code, store_history=False)
+        reply = idle = None
+        out: list[str] = []
+        deadline = time.monotonic() + timeout
+        while reply is None or idle is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{code!r} did not finish within {timeout} s")
+            if reply is None:
+                try:
+                    msg = self.kc.get_shell_msg(timeout=0.001 if idle is None else 1)
+                    if msg["parent_header"].get("msg_id") == msg_id:
+                        reply = time.perf_counter()
+                        if msg["content"].get("status") == "error":
+                            raise RuntimeError(f"{code!r}: {msg['content'].get('evalue')}")
+                except queue.Empty:
+                    pass
+            while idle is None:
+                try:
+                    msg = self.kc.get_iopub_msg(timeout=0.001 if reply is None else 1)
+                except queue.Empty:
+                    break
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if msg["msg_type"] == "stream":
+                    out.append(msg["content"]["text"])
+                elif msg["msg_type"] == "error":
+                    raise RuntimeError("\n".join(msg["content"]["traceback"]))
+                elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    idle = time.perf_counter()
+        return max(reply, idle) - t0, "".join(out)
+
+    def run(self, code: str, timeout: float = 120) -> str:
+        return self.roundtrip(code, timeout)[1]
+
+    def value(self, expr: str) -> Any:
+        text = self.run(f"import json as _j\nprint('@@' + _j.dumps({expr}))")
+        return json.loads([l for l in text.splitlines() if l.startswith("@@")][-1][2:])
+
+    def close(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=False)
+
+
+def phase(client: Client, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        times.append(client.roundtrip("1")[0])
+        time.sleep(0.005)
+    return times
+
+
+def stats(times: list[float]) -> dict[str, float]:
+    s = sorted(times)
+    return {"p50": statistics.median(s) * 1e3, "p95": s[int(0.95 * (len(s) - 1))] * 1e3,
+            "mean": statistics.fmean(s) * 1e3}
+
+
+HUB = "__import__('procmagic.widgets').widgets.current_hub()"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=200, help="round trips per phase (default 200)")
+    parser.add_argument("--children", type=int, default=200, help="sleeping children (default 200)")
+    args = parser.parse_args()
+    print(f"bench_dashboard: Python {platform.python_version()}, {os.cpu_count()} CPUs, load "
+          f"{os.getloadavg()[0]:.1f}, {args.children} children, {args.n} round trips per phase")
+    c = Client()
+    try:
+        c.run("%load_ext procmagic")
+        phase(c, 20)  # warm up
+        results: dict[str, dict[str, float]] = {}
+        hub: dict[str, dict[str, float]] = {}
+
+        def measured(name: str) -> None:
+            before = c.value(f"{HUB}.stats") if c.value(f"{HUB} is not None") else None
+            t0 = time.monotonic()
+            results[name] = stats(phase(c, args.n))
+            wall = time.monotonic() - t0
+            if before is not None:
+                after = c.value(f"{HUB}.stats")
+                hub[name] = {"refreshes/s": (after["refreshes"] - before["refreshes"]) / wall,
+                             "messages/s": (after["messages"] - before["messages"]) / wall,
+                             "hub cpu ms/s": (after["seconds"] - before["seconds"]) / wall * 1e3,
+                             "errors": after["errors"] - before["errors"]}
+
+        measured("A  idle, no children")
+        c.run(f"%%spawn --bg -n {args.children} --name sleepers\nimport time\ntime.sleep(3600)", timeout=300)
+        deadline = time.monotonic() + 120
+        while c.value("len(__import__('procmagic').children())") < args.children:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{args.children} children did not start within 120 s")
+            time.sleep(0.2)
+        time.sleep(1.0)
+        measured("B1 200 children, panel only")
+        c.run("%procs")
+        time.sleep(1.0)
+        measured("C  200 children + dashboard")
+        c.run(f"_d = {HUB}; [_d.call(lambda v=v: (_d._drop(v), v.retire(_d))) for v in list(_d.views) if v.kind == 'dashboard']")
+        time.sleep(1.0)
+        measured("B2 dashboard closed again")
+        c.run("%kill -s SIGKILL sleepers\n%wait --timeout 60", timeout=120)
+    finally:
+        c.close()
+
+    print(f"\n{'phase':34} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8}   hub: refreshes/s  msgs/s  cpu ms/s")
+    for name, r in results.items():
+        h = hub.get(name)
+        extra = f"   {h['refreshes/s']:8.1f} {h['messages/s']:7.1f} {h['hub cpu ms/s']:8.2f}" if h else ""
+        print(f"{name:34} {r['p50']:8.2f} {r['p95']:8.2f} {r['mean']:8.2f}{extra}")
+    b = {k: (results["B1 200 children, panel only"][k] + results["B2 dashboard closed again"][k]) / 2
+         for k in ("p50", "p95", "mean")}
+    cc = results["C  200 children + dashboard"]
+    print(f"\nwith the dashboard / without (mean of B1 and B2): p50 {cc['p50'] / b['p50']:.2f}x, "
+          f"p95 {cc['p95'] / b['p95']:.2f}x, mean {cc['mean'] / b['mean']:.2f}x")
+    a = results["A  idle, no children"]
+    print(f"200 children with their panel / no children: p50 {b['p50'] / a['p50']:.2f}x, p95 {b['p95'] / a['p95']:.2f}x")
+    if any(h.get("errors") for h in hub.values()):
+        print("the hub recorded refresh errors: see current_hub().errors in the kernel", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
