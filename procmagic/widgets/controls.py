@@ -17,11 +17,12 @@ from .render import row_html
 
 __all__ = ["ACTIONS", "shared", "send_signal", "RowPool", "action_buttons"]
 
-#: (label, signal, tooltip, button_style, dom class)
+#: (label, short label, signal, tooltip, button_style, dom class)
 ACTIONS = (
-    ("interrupt", _signal.SIGINT, "SIGINT to the child's process group (KeyboardInterrupt in Python)", "", "pm-interrupt"),
-    ("terminate", _signal.SIGTERM, "SIGTERM to the child's process group", "warning", "pm-terminate"),
-    ("kill", _signal.SIGKILL, "SIGKILL to the child's process group", "danger", "pm-kill"),
+    ("interrupt", "INT", _signal.SIGINT, "SIGINT to the child's process group (KeyboardInterrupt in Python)", "",
+     "pm-interrupt"),
+    ("terminate", "TERM", _signal.SIGTERM, "SIGTERM to the child's process group", "warning", "pm-terminate"),
+    ("kill", "KILL", _signal.SIGKILL, "SIGKILL to the child's process group", "danger", "pm-kill"),
 )
 #: A row shows another child after paging or when the list changes; a click this soon after
 #: is ignored, since it was most likely aimed at the child the row showed before.
@@ -36,9 +37,10 @@ def shared(name: str) -> Any:
         _shared.update(
             html_style=HTMLStyle(),
             button_style=w.ButtonStyle(),
+            small_style=w.ButtonStyle(font_size="11px"),
             auto=w.Layout(width="auto"),
             button=w.Layout(width="auto", height="26px", margin="2px 4px 2px 0"),
-            small=w.Layout(width="auto", height="22px", padding="0 6px", margin="0 2px"),
+            small=w.Layout(width="auto", height="24px", padding="0 6px", margin="1px 2px"),
             row=w.Layout(align_items="center", margin="0"),
             text=w.Layout(width="320px", height="26px"),
         )
@@ -54,7 +56,8 @@ def html(value: str = "", owned: list[Any] | None = None, cls: str = "") -> w.HT
 
 def button(description: str, tooltip: str, owned: list[Any], cls: str, style: str = "", small: bool = False) -> w.Button:
     widget = w.Button(description=description, tooltip=tooltip, button_style=style,
-                      layout=shared("small" if small else "button"), style=shared("button_style"), _dom_classes=(cls,))
+                      layout=shared("small" if small else "button"), style=shared("small_style" if small else "button_style"),
+                      _dom_classes=(cls,))
     owned.append(widget)
     return widget
 
@@ -78,8 +81,8 @@ def send_signal(procs: list[Process], sig: int) -> str:
 
 def action_buttons(owned: list[Any], on_action: Callable[[int], None], small: bool = False) -> list[w.Button]:
     out = []
-    for label, sig, tip, style, cls in ACTIONS:
-        b = button(label.upper()[:4] if small else label, tip, owned, cls, style, small)
+    for label, short, sig, tip, style, cls in ACTIONS:
+        b = button(short if small else label, tip, owned, cls, style, small)
         b.on_click(lambda _b, sig=sig: on_action(sig))
         out.append(b)
     return out
@@ -91,7 +94,8 @@ class _Row:
         self.assigned = 0.0
         self.html = html(owned=pool.owned, cls="pm-row-facts")
         self.buttons = action_buttons(pool.owned, self._act, small=True)
-        self.box = w.HBox([self.html, *self.buttons], layout=shared("row"), _dom_classes=("pm-row",))
+        # the buttons first: they line up whatever the facts' width
+        self.box = w.HBox([*self.buttons, self.html], layout=shared("row"), _dom_classes=("pm-row",))
         pool.owned.append(self.box)
         self.pool = pool
 

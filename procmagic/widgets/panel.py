@@ -16,6 +16,7 @@ notebook keeps) and its widgets are closed, so finished spawns hold no widget mo
 
 from __future__ import annotations
 
+import html as _html
 import threading
 import time
 import uuid
@@ -29,8 +30,10 @@ from .tables import spawn_text
 
 __all__ = ["PanelView", "show_panel"]
 
-_FG_HINT = ("the kernel is running this cell, so it reads no clicks until the cell ends: stop the children "
-            "with the notebook's interrupt (&#9632;), which sends SIGINT, then SIGTERM, then SIGKILL")
+_escape = _html.escape
+
+_FG_HINT = ("foreground: the kernel reads clicks only after this cell; stop it with the notebook's "
+            "interrupt (&#9632;): SIGINT, then SIGTERM, SIGKILL")
 _ROWS_SHOWN = 24  # rows of a static or foreground panel; more are summed up in one line
 
 
@@ -101,8 +104,11 @@ class PanelView(View):
             live = sum(1 for p in rest if p.exitstatus is None)
             rows += f'<div style="color:#888">&hellip; and {len(rest)} more ({live} running)</div>'
         hint = ""
-        if final and self.spawn.log_path:
-            hint = f"output past the cap is in {self.spawn.log_path}"
+        if final:
+            notes = [_escape(self.note)] if self.note else []
+            if self.spawn.log_path:
+                notes.append(f"output past the cap is in {_escape(self.spawn.log_path)}")
+            hint = " &middot; ".join(notes)
         elif not final and not self.spawn.options.bg and self.started:
             hint = _FG_HINT
         return panel_html(self.header(now, sample=sample and not final), rows, hint, final=final)
@@ -126,6 +132,16 @@ class PanelView(View):
             with self.lock:
                 now = time.monotonic()
                 self._display({"text/plain": spawn_text(self.spawn), "text/html": self.html(now, sample=False)})
+
+    def fail(self, error: BaseException) -> None:
+        """The spawn never started (the guard refused, a fork failed): say so at once."""
+        with self.lock:
+            if self.final:
+                return
+            self.final = True
+            first = (str(error).splitlines() or [""])[0]
+            text = f"{self.spawn.name}: did not start ({type(error).__name__}: {first})"
+            self._display({"text/plain": text, "text/html": f"<div>{_escape(text)}</div>"})
 
     def finalize(self) -> None:
         """The spawn ended: a static snapshot replaces the live panel; widgets are closed."""

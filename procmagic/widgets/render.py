@@ -98,9 +98,10 @@ def section(title: str, body: str, note: str = "") -> str:
 
 
 def _table(header: list[str], rows: Iterable[list[str]], cls: str = "") -> str:
-    head = "".join(f'<th style="text-align:left;padding:0 10px 0 0;color:#57606a">{_esc(h)}</th>' for h in header)
-    body = "".join("<tr>" + "".join(f'<td style="padding:0 10px 0 0;vertical-align:top">{c}</td>' for c in r) + "</tr>"
-                   for r in rows)
+    head = "".join(f'<th style="text-align:left;padding:0 10px 0 0;color:#57606a;white-space:nowrap">{_esc(h)}</th>'
+                   for h in header)
+    body = "".join("<tr>" + "".join(f'<td style="padding:0 10px 0 0;vertical-align:top;white-space:nowrap">{c}</td>'
+                                    for c in r) + "</tr>" for r in rows)
     return (f'<table class="{cls}" style="border-collapse:collapse;{MONO}"><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table>")
 
@@ -110,10 +111,13 @@ def _rate(rate: float | None) -> str:
 
 
 def depth_svg(history: list[tuple[float, int]], now: float | None = None, window: float = 60.0,
-              width: int = 180, height: int = 34) -> str:
-    """Depth over the last ``window`` seconds as a small line plot (an inline SVG)."""
+              width: int = 150, height: int = 30) -> str:
+    """Depth over the last ``window`` seconds as a small line plot (an inline SVG). A younger
+    history spans the plot (10 s at least), so a new queue's line does not hide in a corner."""
     now = time.monotonic() if now is None else now
     history = [(t, d) for t, d in history if now - t <= window]
+    if history:
+        window = max(10.0, min(window, now - history[0][0]))
     top = max([d for _, d in history] + [1])
     pad = 2
 
@@ -144,17 +148,16 @@ def queues_html(queues: list[QueueFacts], now: float | None = None) -> str:
         if q.capacity and q.bytes is not None:
             fill = f" ({100 * q.bytes / q.capacity:.0f}% full)"
         facts = _table(
-            ["queue", "key", "waiting", "bytes", "capacity", "last sender", "last receiver"],
+            ["queue", "key", "waiting", "bytes", "capacity", "depth over time", "last sender", "last receiver"],
             [[f"id {q.id}", key, f'<b class="pm-depth">{q.messages}</b> msgs', fmt_bytes(q.bytes) + fill,
-              fmt_bytes(q.capacity), f"{_esc(q.last_sender)} <span style='color:#888'>{fmt_ago(q.last_send_time)}</span>",
-              f"{_esc(q.last_receiver)} <span style='color:#888'>{fmt_ago(q.last_receive_time)}</span>"]])
+              fmt_bytes(q.capacity), depth_svg(q.history, now),
+              f"{_esc(q.last_sender)}<br><span style='color:#888'>{fmt_ago(q.last_send_time)}</span>",
+              f"{_esc(q.last_receiver)}<br><span style='color:#888'>{fmt_ago(q.last_receive_time)}</span>"]])
         users = _table(["process", "pushes", "push rate", "pops", "pop rate"],
                        [[_esc(u.who) + ("" if u.live else " <span style='color:#888'>(ended)</span>"), str(u.pushes),
                          _rate(u.push_rate), str(u.pops), _rate(u.pop_rate)] for u in q.users[:16]]) if q.users else ""
         more = f'<div style="color:#888">&hellip; and {len(q.users) - 16} more processes</div>' if len(q.users) > 16 else ""
-        out.append(f'<div class="pm-queue" data-queue="{q.id}" style="margin:2px 0 6px 0">'
-                   f'<div style="display:flex;gap:16px;align-items:center">{facts}{depth_svg(q.history, now)}</div>'
-                   f"{users}{more}</div>")
+        out.append(f'<div class="pm-queue" data-queue="{q.id}" style="margin:2px 0 6px 0">{facts}{users}{more}</div>')
     return "".join(out)
 
 

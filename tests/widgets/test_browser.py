@@ -34,9 +34,12 @@ CELLS = [
     # 4: an interval timer of 100 ms
     "%%spawn --bg --name ticker\nimport time, procmagic\nprocmagic.signal(procmagic.signal.SIGALRM, lambda signum: None)\n"
     "procmagic.alarm(100_000)\ntime.sleep(300)",
-    # 5: a failure for the reaped list
+    # 5: reads its stdin (--redirect): the panel's input box feeds it
+    "%%spawn --bg --redirect --name echo\nimport sys\nfor line in sys.stdin:\n    print('got', line.strip(), flush=True)\n"
+    "print('stdin closed')",
+    # 6: a failure for the reaped list
     "%%spawn --name oops\nproc.exit(2)",
-    # 6: the dashboard
+    # 7: the dashboard
     "%procs",
 ]
 MS = 1000  # Playwright counts milliseconds
@@ -130,6 +133,7 @@ def test_panels_and_dashboard_in_jupyterlab():
                 time.sleep(0.2)
             stage("kernel up")
             client = lab.kernel_client()
+            page.keyboard.press("Control+b")  # fold the file browser: wider cells, wider screenshots
             cells = page.locator(".jp-Notebook .jp-Cell")
             expect(cells).to_have_count(len(CELLS))
             page.click("li.lm-MenuBar-item:has-text('Run')")
@@ -166,8 +170,20 @@ def test_panels_and_dashboard_in_jupyterlab():
             expect(ticker_ticks).to_have_count(1, timeout=60 * MS)
 
             stage("workers and ticker checked")
+            # a line typed in the input box reaches the child's stdin; "close stdin" ends it
+            echo = cells.nth(5)
+            box = echo.locator(".procmagic-bg-panel .pm-stdin input")
+            box.fill("hello from the browser")
+            _shot(page, echo.locator(".procmagic-bg-panel"), "panel-redirect.png")
+            box.press("Enter")
+            expect(echo.locator(".jp-OutputArea")).to_contain_text("got hello from the browser", timeout=30 * MS)
+            expect(box).to_have_value("", timeout=30 * MS)
+            echo.locator(".procmagic-bg-panel button.pm-close-stdin").click()
+            expect(echo.locator(".jp-OutputArea")).to_contain_text("stdin closed", timeout=30 * MS)
+            expect(echo.locator(".procmagic-panel .pm-exit")).to_have_text("exit 0", timeout=30 * MS)
+            stage("stdin checked")
             # the dashboard: processes, queue depth and its plot, alarm ticks, reaped statuses
-            board = cells.nth(6).locator(".procmagic-dashboard")
+            board = cells.nth(7).locator(".procmagic-dashboard")
             expect(board.locator(".pm-queues .pm-depth")).to_have_text("5", timeout=90 * MS)
             expect(board.locator(".pm-queues polyline")).to_have_count(1)
             ticks = board.locator(".pm-alarms .pm-ticks").first
