@@ -77,7 +77,7 @@ def dashboard_text(sampler: Sampler | None = None, queues: list[QueueFacts] | No
     failed = sum(1 for s in reaped if is_failure(s))
     parts = [
         f"processes ({len(live)} live)", processes_text([proc_facts(p, sampler, now) for p in live]), "",
-        f"queue traffic ({len(queues)} queues)", queues_text(queues), "",
+        f"queue traffic ({len(queues)} {'queue' if len(queues) == 1 else 'queues'})", queues_text(queues), "",
         "alarms", alarms_text(alarm_facts(recent_procs(live), None, now)), "",
         f"reaped exit statuses, newest first ({len(reaped)} reaped, {failed} failed)"
         + (" - failures only" if failures_only else ""),

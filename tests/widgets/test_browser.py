@@ -210,6 +210,7 @@ def test_panels_and_dashboard_in_jupyterlab():
             expect(reaped.locator("tr").nth(1)).to_contain_text("victim", timeout=30 * MS)
             expect(reaped.locator("tr").nth(1)).to_contain_text("SIGKILL")
             _shot(page, bg.locator(".jp-Cell-outputWrapper"), "panel-background-killed.png")
+            _shot(page, bg.locator(".procmagic-panel"), "panel-final.png")
 
             stage("kill checked")
             # the failures filter
