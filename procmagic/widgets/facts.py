@@ -284,6 +284,7 @@ class QueueFacts:
     last_receive_time: float | None
     users: list[QueueUser] = field(default_factory=list)
     history: list[tuple[float, int]] = field(default_factory=list)  # (monotonic time, depth)
+    error: str = ""  # why stat_queue() failed, when it did (shown, never hidden)
 
 
 def _queue_handles(procs: list[Process]) -> dict[int, Any]:
@@ -336,7 +337,12 @@ class QueueWatch:
         for qid, queue in handles.items():
             try:
                 stat = queue.stat()
-            except Exception:  # removed meanwhile
+            except Exception as exc:
+                if getattr(queue, "freed", False):  # freed meanwhile
+                    continue
+                out.append(QueueFacts(id=qid, key=getattr(queue, "key", 0), messages=0, bytes=None, capacity=None,
+                                      last_sender="-", last_send_time=None, last_receiver="-", last_receive_time=None,
+                                      error=f"stat_queue() failed: {type(exc).__name__}: {exc}"))
                 continue
             facts = QueueFacts(
                 id=stat.id, key=stat.key, messages=stat.messages, bytes=stat.bytes, capacity=stat.capacity,

@@ -82,9 +82,10 @@ class PanelView(View):
             tags.append(f"timeout {opts.timeout:g} s")
         extra = ""
         if spawn.queue is not None:
-            depth = None
+            depth: Any = None
             if sample:
-                depth = next((q.messages for q in self.hub.queue_watch.sample(now) if q.id == spawn.queue.id), None)
+                found = next((q for q in self.hub.queue_watch.sample(now) if q.id == spawn.queue.id), None)
+                depth = None if found is None else (f"? ({_escape(found.error)})" if found.error else found.messages)
             extra += f" &middot; queue id {spawn.queue.id}: <b class='pm-depth'>{'-' if depth is None else depth}</b> waiting"
         router = spawn.router
         if router.published:

@@ -144,6 +144,10 @@ def queues_html(queues: list[QueueFacts], now: float | None = None) -> str:
     out = []
     for q in queues:
         key = "private" if q.key == 0 else f"{q.key:#x}"
+        if q.error:
+            out.append(f'<div class="pm-queue pm-queue-error" style="color:#cf222e">queue id {q.id} ({key}): '
+                       f"{_esc(q.error)}</div>")
+            continue
         fill = ""
         if q.capacity and q.bytes is not None:
             fill = f" ({100 * q.bytes / q.capacity:.0f}% full)"

@@ -38,6 +38,9 @@ def queues_text(queues: list[QueueFacts]) -> str:
         return "no procmagic queues"
     rows = []
     for q in queues:
+        if q.error:
+            rows.append([str(q.id), "private" if q.key == 0 else f"{q.key:#x}", "?", "-", "-", "-", "-", q.error])
+            continue
         rows.append([str(q.id), "private" if q.key == 0 else f"{q.key:#x}", str(q.messages), fmt_bytes(q.bytes),
                      fmt_bytes(q.capacity), q.last_sender, q.last_receiver,
                      ", ".join(f"{u.who}: {u.pushes} pushed, {u.pops} popped" for u in q.users[:4])
