@@ -11,6 +11,9 @@ STAMP := $(VENV)/.installed
 # fork DeprecationWarning exists). Skipped, with a note, where no Python 3.13 is installed.
 COMPAT_PY ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13 2>/dev/null))
 COMPAT_VENV ?= .venv-compat
+# The tests count SysV message queues machine-wide: run them in an IPC namespace of their own
+# where the system allows it, so another program's queues are never mistaken for a leak.
+ISOLATE ?= $(shell unshare --ipc true 2>/dev/null && echo unshare --ipc)
 
 setup: $(STAMP)
 
@@ -21,7 +24,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 test: setup test-compat docs chromium
-	$(PY) -m pytest -q
+	$(ISOLATE) $(PY) -m pytest -q
 
 # The widgets' browser test drives Debian's Chromium with Playwright (which downloads no browser
 # here). CI runs as root with no stdin; elsewhere sudo must not ask for a password.
@@ -43,7 +46,7 @@ test-compat:
 			$(COMPAT_VENV)/bin/python -m pip install -q -e . 'ipykernel>=6.29,<7' pytest pytest-timeout jupyter_client mypy && \
 			touch $(COMPAT_VENV)/.installed; \
 		fi; \
-		$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/kernel; \
+		$(ISOLATE) $(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/kernel; \
 	fi
 
 # The tour notebook, executed in a real kernel without a browser; the executed notebook and an

@@ -82,14 +82,10 @@ def no_leaks(request):
         problems.append(f"fds left open: {new_fds}")
     new_queues = sysv_queue_ids() - before_queues
     if new_queues:
+        # Reported, never removed: SysV queues are machine-wide, and one made by another program
+        # during this test is not ours to delete (make test runs pytest in its own IPC namespace,
+        # where every queue is this run's).
         problems.append(f"SysV queues left behind: {sorted(new_queues)}")
-        import sysv_ipc
-
-        for q in new_queues:
-            try:
-                sysv_ipc.remove_message_queue(q)
-            except Exception:
-                pass
     if problems:
         pytest.fail("leak: " + "; ".join(problems), pytrace=False)
 

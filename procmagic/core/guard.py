@@ -125,6 +125,14 @@ class Census:
         )
         return "\n".join(lines)
 
+    def forced(self) -> str:
+        """The ForkWarning's message when force=True forks past offenders."""
+        n = len(self.offenders)
+        lines = [f"forking anyway (force=True) while {n} thread{'s' if n > 1 else ''} besides the main thread "
+                 f"{'are' if n > 1 else 'is'} alive; if one of them holds a lock the child needs, the child hangs:"]
+        lines += [f"  - {t.describe()}" for t in self.offenders]
+        return "\n".join(lines)
+
     def __str__(self) -> str:
         lines = [f"fork verdict: {'ok' if self.ok else 'refused'}"]
         lines.append(f"caller: {self.caller}{'' if self.on_main_thread else ' (not the main thread)'}")
