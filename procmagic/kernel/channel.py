@@ -88,7 +88,11 @@ class ChannelSocket:
 
 
 class FrameReader:
-    """The kernel's side: feed bytes, get (kind, payload) frames back."""
+    """The kernel's side: feed bytes, get (kind, payload) frames back.
+
+    Consecutive stdout (or stderr) frames come back as one: a child printing line by line
+    writes a frame per line, and the reader then decodes and stores each run once.
+    """
 
     def __init__(self) -> None:
         self._buf = bytearray()
@@ -98,15 +102,33 @@ class FrameReader:
         buf += data
         pos = 0
         n = len(buf)
-        while n - pos >= _HEAD.size:
-            length, kind = _HEAD.unpack_from(buf, pos)
-            end = pos + _HEAD.size + length
+        head = _HEAD.size
+        unpack = _HEAD.unpack_from
+        run_kind = -1
+        run: list[bytes] = []
+        frames: list[tuple[int, bytes]] = []
+        while n - pos >= head:
+            length, kind = unpack(buf, pos)
+            end = pos + head + length
             if end > n:
                 break
-            yield kind, bytes(buf[pos + _HEAD.size : end])
+            payload = bytes(buf[pos + head : end])
             pos = end
+            if kind == run_kind:
+                run.append(payload)
+                continue
+            if run:
+                frames.append((run_kind, b"".join(run)))
+            if kind == MESSAGE:
+                frames.append((kind, payload))
+                run_kind, run = -1, []
+            else:
+                run_kind, run = kind, [payload]
+        if run:
+            frames.append((run_kind, b"".join(run)))
         if pos:
             del buf[:pos]
+        return iter(frames)
 
     @property
     def pending(self) -> int:

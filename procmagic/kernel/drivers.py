@@ -12,6 +12,7 @@ from typing import Any
 
 from ..core.process import Process
 from ..core.reaper import registry
+from .router import BACKGROUND_BUDGET
 from .spawn import Spawn
 
 __all__ = ["run_foreground", "BackgroundDriver"]
@@ -64,9 +65,13 @@ def run_foreground(spawn: Spawn) -> None:
     for fd in live:
         poller.register(fd, select.POLLIN)
     watched: set[int] = set()
+    resume_at: dict[int, float] = {}  # sources whose next read is paced (router.read_delay)
     while True:
         try:
             for fd in list(router.sources):
+                if fd in resume_at and resume_at[fd] > time.monotonic():
+                    continue
+                resume_at.pop(fd, None)
                 if fd not in watched and not router.paused:
                     poller.register(fd, select.POLLIN)
                     watched.add(fd)
@@ -85,6 +90,8 @@ def run_foreground(spawn: Spawn) -> None:
                                   "holds its output pipe open\n")
                 break
             wakeups = [t for t in (router.due(), deadline, escalation.deadline, drain_deadline) if t is not None]
+            if resume_at:
+                wakeups.append(min(resume_at.values()))
             if polled:
                 wakeups.append(now + 0.01)
             ms = None if not wakeups else max(0, int((min(wakeups) - now) * 1000) + 1)
@@ -102,6 +109,13 @@ def run_foreground(spawn: Spawn) -> None:
                             poller.unregister(fd)
                             watched.discard(fd)
                         router.close_source(fd)
+                        resume_at.pop(fd, None)
+                    else:
+                        delay = router.read_delay(fd)
+                        if delay > 0 and fd in watched:
+                            poller.unregister(fd)
+                            watched.discard(fd)
+                            resume_at[fd] = time.monotonic() + delay
             for proc in list(polled):
                 status = registry._try_reap(proc, block=False)
                 if status is not None:
@@ -151,10 +165,12 @@ class BackgroundDriver:
     def __init__(self, spawn: Spawn, loop: Any) -> None:
         self.spawn = spawn
         self.loop = loop
+        spawn.router.budget = BACKGROUND_BUDGET  # the IOPub thread carries the kernel's own messages too
         self.watched: set[int] = set()
         self.flush_handle: Any = None
         self.drain_handle: Any = None
         self.kill_handle: Any = None
+        self.resume_handles: dict[int, Any] = {}  # paced reads (router.read_delay)
         self.reaped: set[int] = set()
 
     def start(self) -> None:
@@ -172,9 +188,15 @@ class BackgroundDriver:
 
     def _watch_all(self) -> None:
         for fd in list(self.spawn.router.sources):
-            if fd not in self.watched:
+            if fd not in self.watched and fd not in self.resume_handles:
                 self.loop.add_reader(fd, self._readable, fd)
                 self.watched.add(fd)
+
+    def _resume(self, fd: int) -> None:
+        self.resume_handles.pop(fd, None)
+        if fd in self.spawn.router.sources and fd not in self.watched and not self.spawn.router.paused:
+            self.loop.add_reader(fd, self._readable, fd)
+            self.watched.add(fd)
 
     def _unwatch(self, fd: int) -> None:
         if fd in self.watched:
@@ -186,6 +208,11 @@ class BackgroundDriver:
         if not router.on_readable(fd):
             self._unwatch(fd)
             router.close_source(fd)
+        else:
+            delay = router.read_delay(fd)
+            if delay > 0 and fd in self.watched:
+                self._unwatch(fd)
+                self.resume_handles[fd] = self.loop.call_later(delay, self._resume, fd)
         if router.paused:  # let the frontend catch up: the child blocks on a full pipe meanwhile
             for watched in list(self.watched):
                 self._unwatch(watched)
@@ -244,6 +271,9 @@ class BackgroundDriver:
     def _finish(self) -> None:
         for fd in list(self.watched):
             self._unwatch(fd)
+        for handle in list(self.resume_handles.values()):
+            handle.cancel()
+        self.resume_handles.clear()
         for handle in (self.flush_handle, self.drain_handle, self.kill_handle):
             if handle is not None:
                 handle.cancel()

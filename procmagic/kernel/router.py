@@ -6,8 +6,21 @@ publishes carries the spawning cell's parent header, captured at spawn time.
 
 Coalescing is where the cost is: publishing every read as its own message floods IOPub and
 slows the whole kernel. Text is held per (worker, stream) and published when it reaches
-``chunk`` bytes, or ``interval`` seconds after the previous publication. A first line after a
-quiet spell goes out at once, so latency stays low for ordinary prints.
+``chunk`` bytes, or ``interval`` seconds after the previous publication. Sporadic output (a
+little text after ``quiet`` seconds of silence on its source: a progress line, a log line) goes
+out at once, within a token bucket (``burst`` messages, ``rate`` per second), so an ordinary
+print reaches the notebook in about a millisecond while a continuous stream is paced by
+``interval``.
+
+Reading is paced too: while text is being coalesced anyway and a child writes line by line,
+the driver waits ``read_delay()`` (about a millisecond) before reading that source again, and
+then takes many lines in one read instead of waking the kernel for every one. The children's
+ends are given large socket buffers (``roomy``), so they do not block meanwhile.
+
+Background routers all read on one thread, the IOPub thread, which also carries every message
+the kernel itself sends. They share a ``ReadBudget``: reading continuous output may take a
+fixed share of that thread's time; past it, reads wait and flooding children block on their
+full pipes, so the kernel stays responsive whatever they print. Sporadic output is never held.
 """
 
 from __future__ import annotations
@@ -20,14 +33,54 @@ from typing import Any, Callable
 
 from .channel import MESSAGE, STDERR, STDOUT, FrameReader, decode_message
 
-__all__ = ["Router", "Source"]
+__all__ = ["Router", "Source", "ReadBudget", "BACKGROUND_BUDGET", "roomy"]
 
 Publish = Callable[[str, dict[str, Any]], None]
 _READ = 256 * 1024
+_BIG_READ = 64 * 1024  # a read this large means more is waiting: read again at once
+_SPORADIC = 8 * 1024  # at most this much in one read is a sporadic print, not a stream
+_SNDBUF = 1024 * 1024  # asked for a child's end (Linux doubles it, capped by net.core.wmem_max)
+
+
+def roomy(sock: socket.socket) -> None:
+    """Give a child's end of an output socket a large send buffer: the child keeps writing
+    while the router paces its reads (line-by-line writes cost ~8x their size in buffer)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF)
+    except OSError:
+        pass
 
 
 def _decoder() -> Any:
     return codecs.getincrementaldecoder("utf-8")("replace")
+
+
+class ReadBudget:
+    """Time the routers sharing one thread may spend on continuous output: ``share`` of the
+    wall clock, as a leaky bucket (what was spent drains at ``share`` seconds per second)."""
+
+    def __init__(self, share: float = 0.25, slack: float = 0.002) -> None:
+        self.share = share
+        self.slack = slack  # spent time allowed in one go before reads wait
+        self._debt = 0.0
+        self._at = time.monotonic()
+
+    def _drain(self, now: float) -> None:
+        self._debt = max(0.0, self._debt - (now - self._at) * self.share)
+        self._at = now
+
+    def spend(self, seconds: float, now: float) -> None:
+        self._drain(now)
+        self._debt += seconds
+
+    def wait(self, now: float) -> float:
+        """Seconds until continuous reading may go on."""
+        self._drain(now)
+        return max(0.0, (self._debt - self.slack) / self.share)
+
+
+#: Shared by every background router: they all read on the IOPub thread.
+BACKGROUND_BUDGET = ReadBudget()
 
 
 class Source:
@@ -42,6 +95,10 @@ class Source:
         self.owned = owned  # close the socket at EOF
         self.frames = FrameReader() if framed else None
         self.decoders = {"stdout": _decoder(), "stderr": _decoder()}
+        self.last_read_at = float("-inf")  # monotonic time of the last read
+        self.last_read = 0  # bytes it returned
+        self.sporadic = True  # whether that read came after a quiet spell
+        self.deferred = False  # whether the driver was told to wait before reading again
 
 
 class Router:
@@ -55,6 +112,10 @@ class Router:
         chunk: int = 256 * 1024,
         log_path: str | None = None,
         pause_above: int = 8 * 1024 * 1024,
+        quiet: float = 0.005,
+        burst: int = 10,
+        rate: float = 100.0,
+        read_gap: float = 0.001,
     ) -> None:
         self._publish = publish
         self._label = label_workers
@@ -62,6 +123,13 @@ class Router:
         self.interval = interval
         self.chunk = chunk
         self.pause_above = pause_above
+        self.quiet = quiet
+        self.burst = burst
+        self.rate = rate
+        self.read_gap = read_gap
+        self._tokens = float(burst)
+        self._tokens_at = 0.0
+        self.budget: ReadBudget | None = None  # set by a driver whose thread must stay responsive
         self.sources: dict[int, Source] = {}
         self._pending: dict[tuple[int | None, str], list[str]] = {}
         self._pending_bytes = 0
@@ -105,6 +173,7 @@ class Router:
         source = self.sources.get(fd)
         if source is None:
             return False
+        started = time.monotonic()
         try:
             data = source.sock.recv(_READ)
         except (BlockingIOError, InterruptedError):
@@ -113,6 +182,14 @@ class Router:
             data = b""
         if not data:
             return False  # the driver stops watching fd, then calls close_source(fd)
+        now = time.monotonic()
+        # A little text after a quiet spell; not when the wait was ours (a paced read), nor when
+        # much was waiting (the reader, not the child, was slow)
+        sporadic = source.sporadic = (now - source.last_read_at >= self.quiet and not source.deferred
+                                      and len(data) <= _SPORADIC)
+        source.deferred = False
+        source.last_read_at = now
+        source.last_read = len(data)
         if source.frames is None:
             self._add_text(source.worker, source.name, source.decoders[source.name].decode(data))
         else:
@@ -127,8 +204,28 @@ class Router:
                     except ValueError:
                         continue
                     self.message(msg_type, content)
-        self._maybe_flush()
+        self._maybe_flush(now, sporadic)
+        if self.budget is not None and not sporadic:
+            self.budget.spend(time.monotonic() - started, now)
         return True
+
+    def read_delay(self, fd: int) -> float:
+        """Seconds the driver may wait before reading ``fd`` again; 0: as soon as it is ready.
+
+        While text is held for a coalesced flush anyway and the last read was small (a child
+        writing line by line), reading a little later takes many lines at once. Continuous
+        output also waits for the router's budget, when it has one."""
+        source = self.sources.get(fd)
+        if source is None or source.sporadic:
+            return 0.0  # after a quiet spell: the next line may go out at once
+        now = time.monotonic()
+        delay = 0.0
+        if self._pending and self._flush_at is not None and source.last_read < _BIG_READ:
+            delay = min(self.read_gap, self._flush_at - now)
+        if self.budget is not None:
+            delay = max(delay, self.budget.wait(now))
+        source.deferred = delay > 0
+        return max(0.0, delay)
 
     @property
     def paused(self) -> bool:
@@ -163,12 +260,21 @@ class Router:
         self.flush()
         self._send_stream(name, text, count=False)
 
-    def _maybe_flush(self) -> None:
-        now = time.monotonic()
+    def _maybe_flush(self, now: float, sporadic: bool) -> None:
         if self._pending_bytes >= self.chunk or now - self._last_flush >= self.interval:
+            self.flush(now)
+        elif sporadic and self._pending and self._take_token(now):
             self.flush(now)
         elif self._pending and self._flush_at is None:
             self._flush_at = self._last_flush + self.interval
+
+    def _take_token(self, now: float) -> bool:
+        self._tokens = min(float(self.burst), self._tokens + (now - self._tokens_at) * self.rate)
+        self._tokens_at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
 
     def due(self) -> float | None:
         """Monotonic time of the next flush the driver must call, or None."""

@@ -20,9 +20,9 @@ from typing import Any, Callable, Deque
 from ..core.process import Process
 from ..core.status import ExitStatus
 from .channel import make_channel
-from .child_setup import SpawnWiring
+from .child_setup import SpawnWiring, prepare_parent
 from .context import Context
-from .router import Router
+from .router import Router, roomy
 
 __all__ = ["Settings", "SpawnOptions", "Spawn", "spawns", "subscribe", "spawn_of", "open_sockets"]
 
@@ -134,6 +134,8 @@ class Spawn:
         """Create and start every child; on any failure, stop the started ones and clean up."""
         opts = self.options
         kernel = not self.ctx.terminal
+        if kernel:
+            prepare_parent()
         wirings: list[tuple[Process, SpawnWiring, Any, Any]] = []
         try:
             for i in range(opts.n):
@@ -145,6 +147,9 @@ class Spawn:
                     ch_parent, ch_child = make_channel()
                     if not opts.redirect:
                         fd_parent, fd_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                for sock in (ch_child, fd_child, proc._child_sock if opts.redirect else None):
+                    if sock is not None:
+                        roomy(sock)  # the router paces its reads: let the child write meanwhile
                 for sock in (ch_parent, ch_child, fd_parent, fd_child):
                     if sock is not None:
                         open_sockets.add(sock)

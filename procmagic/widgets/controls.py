@@ -64,7 +64,8 @@ def button(description: str, tooltip: str, owned: list[Any], cls: str, style: st
 
 def send_signal(procs: list[Process], sig: int) -> str:
     """Signal each live child's process group; a sentence saying what was done."""
-    done, gone = [], []
+    done: list[Process] = []
+    gone: list[Process] = []
     for proc in procs:
         if proc.pid is None or proc.exitstatus is not None:
             gone.append(proc)

@@ -92,6 +92,7 @@ class Sampler:
 
     def __init__(self, every: float = 1.0) -> None:
         self.every = every
+        # proc id -> (when, psutil handle or None, cpu percent, cpu seconds, rss)
         self._cache: dict[int, tuple[float, Any, float | None, float | None, int | None]] = {}
         self.reads = 0
 
@@ -105,17 +106,19 @@ class Sampler:
         cached = self._cache.get(proc.id)
         if cached is not None and now - cached[0] < self.every:
             return cached[2], cached[3], cached[4]
+        old = cached[1] if cached is not None else None
+        sample: tuple[float, Any, float | None, float | None, int | None]
         try:
-            handle = cached[1] if cached is not None and cached[1].pid == pid else psutil.Process(pid)
+            handle = old if old is not None and old.pid == pid else psutil.Process(pid)
             with handle.oneshot():
-                pct = handle.cpu_percent(None)
+                pct = handle.cpu_percent(None)  # since this handle's previous call: none on the first
                 times = handle.cpu_times()
                 rss = handle.memory_info().rss
-            sample = (now, handle, pct if cached is not None else None, times.user + times.system, int(rss))
-        except Exception:  # gone, a zombie, or psutil missing
-            sample = (now, cached[1] if cached else None, None, None, None)
+            sample = (now, handle, pct if handle is old else None, times.user + times.system, int(rss))
+        except Exception:  # gone, or a zombie
+            sample = (now, None, None, None, None)
         self.reads += 1
-        self._cache[proc.id] = sample  # type: ignore[assignment]
+        self._cache[proc.id] = sample
         return sample[2], sample[3], sample[4]
 
     def forget(self, keep: Iterable[int]) -> None:

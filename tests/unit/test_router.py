@@ -1,0 +1,102 @@
+"""The router's pacing, without a kernel: sporadic prints go out at once, continuous output is
+coalesced, reads of a line-by-line stream are paced, and background reading has a budget."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from procmagic.kernel.channel import MESSAGE, STDERR, STDOUT, FrameReader
+from procmagic.kernel.router import ReadBudget, Router
+
+
+_open: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_sockets() -> Iterator[None]:
+    yield
+    while _open:
+        _open.pop().close()
+
+
+def _router(**kw: Any) -> tuple[Router, int, socket.socket, list[tuple[str, dict[str, Any]]]]:
+    sent: list[tuple[str, dict[str, Any]]] = []
+    router = Router(lambda kind, content: sent.append((kind, content)), label_workers=False,
+                    cap=1 << 30, interval=kw.pop("interval", 0.05), **kw)
+    ours, theirs = socket.socketpair()
+    fd = router.add(ours, framed=False).fd
+    _open.extend([router, theirs])
+    return router, fd, theirs, sent
+
+
+def _texts(sent):
+    return [content["text"] for kind, content in sent if kind == "stream"]
+
+
+def test_a_sporadic_print_is_published_at_once_even_within_the_interval():
+    router, fd, child, sent = _router(interval=10.0)
+    for i in range(3):
+        child.send(f"line {i}\n".encode())
+        assert router.on_readable(fd)
+        assert _texts(sent)[-1] == f"line {i}\n"  # not held for the 10 s interval
+        time.sleep(0.01)  # a quiet spell: longer than router.quiet
+    assert router.due() is None
+
+
+def test_continuous_output_is_coalesced_and_its_reads_paced():
+    router, fd, child, sent = _router(interval=10.0)
+    child.send(b"first\n")
+    router.on_readable(fd)
+    assert _texts(sent) == ["first\n"]
+    for i in range(20):  # no quiet spell between these: held for one coalesced message
+        child.send(f"more {i}\n".encode())
+        router.on_readable(fd)
+    assert _texts(sent) == ["first\n"]
+    assert router.due() is not None
+    assert 0 < router.read_delay(fd) <= router.read_gap
+    router.flush()
+    assert _texts(sent)[-1] == "".join(f"more {i}\n" for i in range(20))
+
+
+def test_sporadic_prints_are_rate_limited_by_the_token_bucket():
+    router, fd, child, sent = _router(interval=10.0, burst=2, rate=0.001)
+    for i in range(4):
+        child.send(f"p{i}\n".encode())
+        router.on_readable(fd)
+        time.sleep(0.01)
+    assert _texts(sent) == ["p0\n", "p1\n", "p2\n"]  # the first after silence, then the burst
+    assert router.due() is not None
+
+
+def test_the_budget_makes_continuous_reads_wait():
+    router, fd, child, sent = _router(interval=10.0)
+    router.budget = ReadBudget(share=0.1, slack=0.0)
+    router.budget.spend(0.01, time.monotonic())  # 10 ms spent: 100 ms to pay back at 10 %
+    child.send(b"a\n")
+    router.on_readable(fd)  # sporadic: never held, whatever the budget
+    assert router.read_delay(fd) == 0.0
+    child.send(b"b\n")
+    router.on_readable(fd)  # continuous
+    assert 0.05 < router.read_delay(fd) < 0.2
+
+
+def test_frame_reader_joins_runs_of_one_stream_and_keeps_messages_apart():
+    head = struct.Struct("!IB")
+
+    def frame(kind: int, payload: bytes) -> bytes:
+        return head.pack(len(payload), kind) + payload
+
+    data = (frame(STDOUT, b"a\n") + frame(STDOUT, b"b\n") + frame(STDERR, b"e") + frame(MESSAGE, b"m1")
+            + frame(MESSAGE, b"m2") + frame(STDOUT, b"c") + frame(STDOUT, b"d"))
+    assert list(FrameReader().feed(data)) == [
+        (STDOUT, b"a\nb\n"), (STDERR, b"e"), (MESSAGE, b"m1"), (MESSAGE, b"m2"), (STDOUT, b"cd")]
+    for cut in range(len(data) + 1):  # split anywhere: same bytes per stream, same messages
+        reader = FrameReader()
+        frames = list(reader.feed(data[:cut])) + list(reader.feed(data[cut:]))
+        assert b"".join(p for k, p in frames if k == STDOUT) == b"a\nb\ncd"
+        assert [p for k, p in frames if k == MESSAGE] == [b"m1", b"m2"]
