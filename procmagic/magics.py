@@ -24,7 +24,7 @@ from .core.process import Process
 from .core.reaper import registry
 from .core.signals import reserve_signal, signal_number
 from .kernel import child_setup, spawn as spawn_mod, threads
-from .kernel.cell import check_syntax, make_target
+from .kernel.cell import check_syntax, current_cell_number, make_target
 from .kernel.context import Context, context_for
 from .kernel.drivers import BackgroundDriver, run_foreground
 from .kernel.spawn import Settings, Spawn, SpawnOptions
@@ -107,11 +107,15 @@ class ProcMagics(Magics):
         options = self._parse(line)
         source = check_syntax(self.shell, cell)
         spawn = Spawn(self.ctx, options, source, self.settings())
-        self._show_panel(spawn)
+        panel = self._show_panel(spawn)
         try:
-            spawn.start(make_target(self.shell, source))
-        except ForkRefused as exc:
-            raise ForkRefused(_with_hints(str(exc)), exc.census) from None
+            spawn.start(make_target(self.shell, source, current_cell_number(self.shell)))
+        except BaseException as exc:
+            if panel is not None:
+                panel.fail(exc)
+            if isinstance(exc, ForkRefused):
+                raise ForkRefused(_with_hints(str(exc)), exc.census) from None
+            raise
         if options.out:
             self.shell.user_ns[options.out] = spawn.procs[0] if options.n == 1 else list(spawn.procs)
         if options.bg:
@@ -124,12 +128,13 @@ class ProcMagics(Magics):
             return
         run_foreground(spawn)
 
-    def _show_panel(self, spawn: Spawn) -> None:
+    def _show_panel(self, spawn: Spawn) -> Any:
         """The live panel shown above a spawn's output (the widgets layer; none in a terminal)."""
-        if not self.ctx.terminal:
-            from .widgets import show_panel
+        if self.ctx.terminal:
+            return None
+        from .widgets import show_panel
 
-            show_panel(spawn)
+        return show_panel(spawn)
 
     def _parse(self, line: str) -> SpawnOptions:
         try:
@@ -209,7 +214,7 @@ class ProcMagics(Magics):
 
     @magic_arguments()
     @argument("--timeout", type=str, default=None, metavar="SECONDS", help="Give up after SECONDS.")
-    @argument("target", nargs="*", help="Child id, name, or 'all' (the default).")
+    @argument("target", nargs="*", help="Child id, name, or 'all' (the default: every live child).")
     @line_magic
     def wait(self, line: str) -> Any:
         """Wait for children to end (all by default) and show their exit statuses."""
@@ -220,7 +225,16 @@ class ProcMagics(Magics):
                 timeout = _positive_float(args.timeout)
             except ValueError:
                 raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout!r}\n{_usage(self.wait)}") from None
-        procs = _select(args.target or ["all"], live_only=False)
+        # with no target, or 'all': the children still running or still draining output (the
+        # others showed their status already); a named child is waited for, or its status
+        # shown, whatever its state
+        procs = _select(args.target or ["all"], live_only=True)
+        if not args.target or "all" in args.target:  # and those whose output is still draining
+            procs += [p for p in registry.known() if p not in procs and p.pid is not None
+                      and (spawn_mod.spawn_of(p) is not None and not spawn_mod.spawn_of(p).done)]
+        if not procs:
+            print("no live procmagic children to wait for")
+            return None
         deadline = None if timeout is None else time.monotonic() + timeout
         statuses = []
         for proc in procs:

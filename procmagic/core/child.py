@@ -57,7 +57,8 @@ class ExecFailed(OSError):
     """exec() failed in the child; the parent's join() raises the same OSError."""
 
 
-def _flush() -> None:
+def flush_std() -> None:
+    """Flush sys.stdout and sys.stderr, whatever they are, ignoring any error."""
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None:
@@ -134,7 +135,7 @@ def _exit_code_of(value: Any) -> int:
 
 def _die_by(sig: int) -> int:
     """End as killed by ``sig`` (what Python does on an uncaught KeyboardInterrupt)."""
-    _flush()
+    flush_std()
     try:
         _signal.signal(sig, _signal.SIG_DFL)
         os.kill(os.getpid(), sig)
@@ -206,6 +207,6 @@ def run(proc: "Process", parent_pid: int) -> NoReturn:
         # An exception raised by a signal handler can escape an inner try/except on 3.11/3.12;
         # this outer finally always runs, and os._exit never returns into the caller's code.
         try:
-            _flush()
+            flush_std()
         finally:
             os._exit(code)

@@ -236,7 +236,7 @@ class Process:
             with warnings.catch_warnings():
                 if forced:
                     warnings.simplefilter("always", DeprecationWarning)
-                    warnings.warn(ForkWarning(census.refusal().replace("refusing to fork", "forking anyway (force=True)", 1)),
+                    warnings.warn(ForkWarning(census.forced()),
                                   stacklevel=2)
                 else:
                     # The guard has checked the Python threads; what Python 3.12+ warns about
@@ -417,12 +417,7 @@ class Process:
             raise ProcessStateError("exit() ends the child from inside it; from the parent use kill() or stop()")
         if isinstance(code, bool) or not isinstance(code, numbers.Integral) or not 0 <= code <= 255:
             raise ValueError(f"exit code must be an int from 0 to 255, got {code!r}")
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                if stream is not None:
-                    stream.flush()
-            except Exception:
-                pass
+        _child.flush_std()
         os._exit(int(code))
 
     def exec(self, path: str | os.PathLike[str], args: Iterable[str] = (), env: dict[str, str] | None = None) -> None:
@@ -441,12 +436,7 @@ class Process:
         argv = [path, *[os.fspath(a) for a in args]]
         if env is not None and not isinstance(env, dict):
             raise TypeError(f"env must be a dict of str to str or None, not {env!r}")
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                if stream is not None:
-                    stream.flush()
-            except Exception:
-                pass
+        _child.flush_std()
         # Programs expect SIGPIPE and SIGXFSZ at their defaults; Python ignores them.
         _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
         _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)

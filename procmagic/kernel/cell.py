@@ -28,7 +28,14 @@ def check_syntax(shell: Any, cell: str) -> str:
     return source  # type: ignore[no-any-return]
 
 
-def make_target(shell: Any, source: str) -> Any:
+def current_cell_number(shell: Any) -> int:
+    """The spawning cell's number (IPython counts the next cell already while one runs)."""
+    running = getattr(getattr(shell, "displayhook", None), "exec_result", None)
+    number = getattr(running, "execution_count", None)
+    return int(number) if isinstance(number, int) else max(1, int(shell.execution_count) - 1)
+
+
+def make_target(shell: Any, source: str, cell_number: int | None = None) -> Any:
     def run_cell_in_child(proc: Process) -> int:
         shell.user_ns["proc"] = proc
         original_showtraceback = shell.showtraceback
@@ -42,6 +49,9 @@ def make_target(shell: Any, source: str) -> Any:
         # The parent transformed the body already (check_syntax): doing it again here costs the
         # child ~1 ms for nothing.
         shell.transform_cell = lambda cell: cell
+        if cell_number is not None:  # tracebacks say "Cell In[N]" of the spawning cell, not N+1
+            cache = shell.compile.cache
+            shell.compile.cache = lambda code, number=0, raw_code=None: cache(code, cell_number, raw_code)
         result = shell.run_cell(source, store_history=False, silent=False)
         error = result.error_before_exec or result.error_in_exec
         if error is None:

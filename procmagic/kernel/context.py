@@ -67,7 +67,8 @@ class KernelContext(Context):
         thread = getattr(self.kernel, "iopub_thread", None)
         io_loop = getattr(thread, "io_loop", None)
         loop = getattr(io_loop, "asyncio_loop", None)
-        if loop is not None and getattr(thread, "thread", None) is not None and thread.thread.is_alive():
+        runner = getattr(thread, "thread", None)
+        if loop is not None and runner is not None and runner.is_alive():
             return loop
         return self.main_loop()  # ipykernel without an IOPub loop: background output waits for idle
 

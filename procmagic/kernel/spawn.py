@@ -170,7 +170,8 @@ class Spawn:
                         f"the pipe of {proc.name!r} is read by procmagic, which streams it into the cell "
                         "(%%spawn --redirect); use write() to feed the child's stdin"
                     )
-                    self.router.add(proc._sock, framed=False, worker=proc.worker, name="stdout", owned=False)
+                    if proc._sock is not None:  # a redirect always has its stream pipe
+                        self.router.add(proc._sock, framed=False, worker=proc.worker, name="stdout", owned=False)
                 if fd_parent is not None:
                     self.router.add(fd_parent, framed=False, worker=proc.worker, name="stdout")
                 if ch_parent is not None:
@@ -243,8 +244,11 @@ class Spawn:
             else:
                 _close_if_drained(proc)
         if self.queue is not None and self.options.queue == -1:
+            # A private queue dies with its spawn, unless messages are left for the notebook to
+            # pop(): then it lives until free_queue() or the kernel's shutdown.
             try:
-                self.queue.free()  # a private queue dies with its spawn
+                if self.queue.stat().messages == 0:
+                    self.queue.free()
             except Exception:
                 pass
         self.finished_at = time.time()

@@ -253,3 +253,40 @@ def test_200_spawns_leave_no_zombie_thread_or_fd(k):
     assert after[2] == 0, f"children left: {after}"
     assert after[1] == before[1], (before, after)
     assert after[0] <= before[0] + 2, (before, after)
+
+
+def test_queue_is_shared_by_workers_and_reachable_from_the_notebook(k):
+    cell = k.execute(
+        "%%spawn -n 3 --queue --name producers --out producers\n"
+        "proc.push(f'item from worker {proc.worker}')"
+    )
+    assert not cell.errors(), cell.errors()
+    got = k.execute(
+        "items = sorted(producers[0].pop() for _ in range(3))\n"
+        "print(items)\n"
+        "print(producers[0].stat_queue().messages)\n"
+        "producers[0].free_queue()"
+    )
+    assert "item from worker 0" in got.text() and "item from worker 2" in got.text()
+    assert got.text().splitlines()[1] == "0"
+
+
+def test_private_queue_of_a_finished_spawn_is_freed_when_empty(k):
+    before = k.execute("import procmagic\nprint(len(procmagic.queues()))").text().strip()
+    k.execute("%%spawn --queue\nproc.push(b'x'); proc.pop()")
+    after = k.execute("print(len(procmagic.queues()))").text().strip()
+    assert before == after
+
+
+def test_matplotlib_figure_made_in_the_child_appears_in_the_cell(k):
+    pytest.importorskip("matplotlib")
+    k.execute("%matplotlib inline")
+    cell = k.execute("%%spawn\nimport matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.title('from the child')")
+    images = [d for d in cell.of_type("display_data") if "image/png" in d["data"]]
+    assert images, cell.outputs
+
+
+def test_child_traceback_names_the_spawning_cell(k):
+    cell = k.execute("%%spawn\n1/0")
+    number = cell.reply["execution_count"]
+    assert any(f"In[{number}]" in line for line in cell.errors()[0]["traceback"]), cell.errors()[0]["traceback"]
