@@ -5,12 +5,13 @@ Phases, each ``--n`` execute round trips of a trivial cell (``1``: execute reque
 idle), in this order:
 
 A. no children (the kernel idle);
-B1. 200 sleeping children (``%%spawn --bg -n 200``), their panel live, no dashboard;
-C. the same with the ``%procs`` dashboard live (it refreshes twice a second);
-B2. the dashboard closed again (retired to a snapshot), to see the drift of the machine.
+B. 200 sleeping children (``%%spawn --bg -n 200``), their panel live, no dashboard;
+C. the same with the ``%procs`` dashboard live (it refreshes twice a second).
 
-Printed: p50 / p95 / mean per phase, the ratio C against B (the mean of B1 and B2), and what the
-hub did meanwhile (refreshes, state messages, and its CPU time per second of wall clock).
+B and C alternate in ``--rounds`` blocks (the dashboard opened, then retired to a snapshot), so
+the drift of a shared machine falls on both alike. Printed: p50 / p95 / mean per phase, the
+ratio C against B, and what the hub did meanwhile (refreshes, state messages, and its CPU time
+per second of wall clock).
 
     .venv/bin/python bench/bench_dashboard.py [--n 200] [--children 200]
 """
@@ -99,12 +100,16 @@ def stats(times: list[float]) -> dict[str, float]:
 
 
 HUB = "__import__('procmagic.widgets').widgets.current_hub()"
+#: Retire the live dashboard (as a newer %procs would), on the hub's loop.
+CLOSE_DASHBOARD = (f"_h = {HUB}\n"
+                   "[_h.call(lambda v=v: (_h._drop(v), v.retire(_h))) for v in list(_h.views) if v.kind == 'dashboard']")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=200, help="round trips per phase (default 200)")
     parser.add_argument("--children", type=int, default=200, help="sleeping children (default 200)")
+    parser.add_argument("--rounds", type=int, default=4, help="B and C alternate this many times (default 4)")
     args = parser.parse_args()
     print(f"bench_dashboard: Python {platform.python_version()}, {os.cpu_count()} CPUs, load "
           f"{os.getloadavg()[0]:.1f}, {args.children} children, {args.n} round trips per phase")
@@ -115,19 +120,25 @@ def main() -> None:
         results: dict[str, dict[str, float]] = {}
         hub: dict[str, dict[str, float]] = {}
 
-        def measured(name: str) -> None:
+        times: dict[str, list[float]] = {}
+        totals: dict[str, dict[str, float]] = {}
+
+        def measured(name: str, n: int) -> None:
             before = c.value(f"{HUB}.stats") if c.value(f"{HUB} is not None") else None
             t0 = time.monotonic()
-            results[name] = stats(phase(c, args.n))
+            times.setdefault(name, []).extend(phase(c, n))
             wall = time.monotonic() - t0
+            results[name] = stats(times[name])
             if before is not None:
                 after = c.value(f"{HUB}.stats")
-                hub[name] = {"refreshes/s": (after["refreshes"] - before["refreshes"]) / wall,
-                             "messages/s": (after["messages"] - before["messages"]) / wall,
-                             "hub cpu ms/s": (after["seconds"] - before["seconds"]) / wall * 1e3,
-                             "errors": after["errors"] - before["errors"]}
+                t = totals.setdefault(name, {"wall": 0.0, "refreshes": 0, "messages": 0, "seconds": 0.0, "errors": 0})
+                t["wall"] += wall
+                for key in ("refreshes", "messages", "seconds", "errors"):
+                    t[key] += after[key] - before[key]
+                hub[name] = {"refreshes/s": t["refreshes"] / t["wall"], "messages/s": t["messages"] / t["wall"],
+                             "hub cpu ms/s": t["seconds"] / t["wall"] * 1e3, "errors": t["errors"]}
 
-        measured("A  idle, no children")
+        measured("A  idle, no children", args.n)
         c.run(f"%%spawn --bg -n {args.children} --name sleepers\nimport time\ntime.sleep(3600)", timeout=300)
         deadline = time.monotonic() + 120
         while c.value("len(__import__('procmagic').children())") < args.children:
@@ -135,13 +146,15 @@ def main() -> None:
                 raise TimeoutError(f"{args.children} children did not start within 120 s")
             time.sleep(0.2)
         time.sleep(1.0)
-        measured("B1 200 children, panel only")
-        c.run("%procs")
-        time.sleep(1.0)
-        measured("C  200 children + dashboard")
-        c.run(f"_d = {HUB}; [_d.call(lambda v=v: (_d._drop(v), v.retire(_d))) for v in list(_d.views) if v.kind == 'dashboard']")
-        time.sleep(1.0)
-        measured("B2 dashboard closed again")
+        # B and C alternate in blocks, so the machine's drift falls on both alike
+        chunk = max(1, args.n // args.rounds)
+        for r in range(args.rounds):
+            measured("B  200 children, panel only", chunk)
+            c.run("%procs")
+            time.sleep(0.5)
+            measured("C  200 children + dashboard", chunk)
+            c.run(CLOSE_DASHBOARD)
+            time.sleep(0.5)
         c.run("%kill -s SIGKILL sleepers\n%wait --timeout 60", timeout=120)
     finally:
         c.close()
@@ -151,10 +164,9 @@ def main() -> None:
         h = hub.get(name)
         extra = f"   {h['refreshes/s']:8.1f} {h['messages/s']:7.1f} {h['hub cpu ms/s']:8.2f}" if h else ""
         print(f"{name:34} {r['p50']:8.2f} {r['p95']:8.2f} {r['mean']:8.2f}{extra}")
-    b = {k: (results["B1 200 children, panel only"][k] + results["B2 dashboard closed again"][k]) / 2
-         for k in ("p50", "p95", "mean")}
+    b = results["B  200 children, panel only"]
     cc = results["C  200 children + dashboard"]
-    print(f"\nwith the dashboard / without (mean of B1 and B2): p50 {cc['p50'] / b['p50']:.2f}x, "
+    print(f"\nwith the dashboard / without: p50 {cc['p50'] / b['p50']:.2f}x, "
           f"p95 {cc['p95'] / b['p95']:.2f}x, mean {cc['mean'] / b['mean']:.2f}x")
     a = results["A  idle, no children"]
     print(f"200 children with their panel / no children: p50 {b['p50'] / a['p50']:.2f}x, p95 {b['p95'] / a['p95']:.2f}x")
