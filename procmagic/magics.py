@@ -43,6 +43,8 @@ def _positive_float(value: str) -> float:
 class ProcMagics(Magics):
     """procmagic's magics. Defaults are set with ``%config ProcMagics.<option> = value``."""
 
+    shell: Any  # always set: the extension is loaded into a live shell
+
     output_cap = Int(4 * 1024 * 1024, help="Characters of output one spawn sends to the notebook; the rest is kept in a log file.").tag(config=True)
     flush_interval = Float(0.05, help="Seconds between two output messages of one spawn while it prints continuously.").tag(config=True)
     interrupt_grace = Float(2.0, help="Seconds between forwarding an interrupt and sending SIGTERM.").tag(config=True)
@@ -230,13 +232,12 @@ class ProcMagics(Magics):
         # shown, whatever its state
         procs = _select(args.target or ["all"], live_only=True)
         if not args.target or "all" in args.target:  # and those whose output is still draining
-            procs += [p for p in registry.known() if p not in procs and p.pid is not None
-                      and (spawn_mod.spawn_of(p) is not None and not spawn_mod.spawn_of(p).done)]
+            procs += [p for p in registry.known() if p not in procs and p.pid is not None and _draining(p)]
         if not procs:
             print("no live procmagic children to wait for")
             return None
         deadline = None if timeout is None else time.monotonic() + timeout
-        statuses = []
+        statuses: list[Any] = []
         for proc in procs:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
@@ -376,6 +377,11 @@ class _TerminalBackground:
 def _drain_terminal() -> None:
     for driver in list(_TerminalBackground.active):
         driver.drain()
+
+
+def _draining(proc: Process) -> bool:
+    spawn = spawn_mod.spawn_of(proc)
+    return spawn is not None and not spawn.done
 
 
 def _select(targets: list[str], live_only: bool) -> list[Process]:
