@@ -46,7 +46,8 @@ test-compat:
 			$(COMPAT_VENV)/bin/python -m pip install -q -e . 'ipykernel>=6.29,<7' pytest pytest-timeout jupyter_client mypy && \
 			touch $(COMPAT_VENV)/.installed; \
 		fi; \
-		$(ISOLATE) $(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/kernel; \
+		$(ISOLATE) $(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/kernel tests/widgets \
+			--ignore=tests/widgets/test_browser.py; \
 	fi
 
 # The tour notebook, executed in a real kernel without a browser; the executed notebook and an
