@@ -67,7 +67,7 @@ def flush_std() -> None:
             pass
 
 
-def _reset_signals() -> None:
+def _reset_signals(handlers: dict[int, Any] | None = None) -> None:
     # The C module's functions: signal.py converts every handler and mask to an enum, and in a
     # fresh child each object touched costs a copy-on-write page fault (this loop through
     # signal.py took ~0.3 ms, through _signal ~0.04 ms). Interval timers need no reset: fork()
@@ -80,8 +80,15 @@ def _reset_signals() -> None:
             continue
         if callable(handler) and handler is not default_int_handler:
             _csignal.signal(sig, default_int_handler if sig == _SIGINT else _csignal.SIG_DFL)
-    _csignal.pthread_sigmask(_csignal.SIG_SETMASK, ())
     _csignal.set_wakeup_fd(-1)  # the parent's loop owns that fd: a signal here must not wake it
+    if handlers:  # Process(signals=...): validated in the parent, installed before any delivery
+        from .signals import action_for
+
+        for sig, handler in handlers.items():
+            _csignal.signal(sig, action_for(sig, handler))
+    # start() blocked every signal around the fork: what arrived meanwhile is delivered now,
+    # to the child's own handlers
+    _csignal.pthread_sigmask(_csignal.SIG_SETMASK, ())
 
 
 def _forget_event_loop() -> None:
@@ -148,7 +155,7 @@ def _setup(proc: "Process", parent_pid: int) -> None:
     proc._become_child()
     os.setpgid(0, 0)
     _set_death_signal(parent_pid)
-    _reset_signals()
+    _reset_signals(proc._signals)
     _forget_event_loop()
     if proc._redirect and proc._sock is not None:
         fd = proc._sock.fileno()

@@ -11,7 +11,7 @@ import sys
 import time
 import warnings
 import weakref
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from . import child as _child
 from . import counters as _counters
@@ -48,7 +48,7 @@ class ProcessName(str):
 
 
 _ids = itertools.count(1)
-_MAX_ID = 2**31 - 1
+_MAX_ID = 2**31 - 2  # 2**31 - 1 types messages for the parent in orient-mode queues
 _all: "weakref.WeakSet[Process]" = weakref.WeakSet()
 
 
@@ -96,7 +96,7 @@ class Process:
     """
 
     def __init__(self, target: Callable[["Process"], Any], redirect: bool = False, pipe: Any = "dgram", *,
-                 name: str | None = None) -> None:
+                 name: str | None = None, signals: Mapping[Any, Any] | None = None) -> None:
         if not callable(target):
             raise TypeError(
                 f"target must be callable (it runs in the child as target(process)), not "
@@ -109,6 +109,7 @@ class Process:
             kind = "stream"  # as swoole does: stdio is a byte stream
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise ValueError(f"name must be a non-empty str, not {name!r}")
+        self._signals = _child_handlers(signals)
         self._target = target
         self._redirect = redirect
         self._kind = kind
@@ -232,6 +233,7 @@ class Process:
         err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         forced = not census.ok
         parent_pid = os.getpid()
+        pid = -1
         try:
             with warnings.catch_warnings():
                 if forced:
@@ -243,7 +245,15 @@ class Process:
                     # here is only the kernel's own native threads, which never run in the child.
                     warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning)
                 started = time.monotonic()
-                pid = os.fork()
+                # Signals wait until the child has reset the parent's handlers and installed
+                # its own (signals=): one sent right after start() reaches the child's handler
+                # instead of killing it (swoole's bug) or running the parent's in the child.
+                mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_SIGNALS)
+                try:
+                    pid = os.fork()
+                finally:
+                    if pid != 0:
+                        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
         except OSError as exc:
             os.close(err_r)
             os.close(err_w)
@@ -594,6 +604,26 @@ class Process:
         if pid is None:
             return self._priority if self._priority is not None else os.getpriority(os.PRIO_PROCESS, 0)
         return os.getpriority(os.PRIO_PROCESS, pid)
+
+
+_ALL_SIGNALS = _signal.valid_signals()
+
+
+def _child_handlers(signals: Mapping[Any, Any] | None) -> dict[int, Any]:
+    """Validate ``signals=`` (signal -> handler, None or SIG_IGN) in the parent, before any fork."""
+    if signals is None:
+        return {}
+    if not isinstance(signals, Mapping):
+        raise TypeError(f"signals must be a mapping of signal to handler, like {{signal.SIGUSR1: on_usr1}}, not {signals!r}")
+    out = {}
+    for signo, handler in signals.items():
+        sig = signal_number(signo)
+        if sig in (0, _signal.SIGKILL, _signal.SIGSTOP):
+            raise ValueError(f"signals: {signo!r} cannot have a handler (SIGKILL and SIGSTOP never reach one; 0 is a probe)")
+        if not (handler is None or handler in (_signal.SIG_IGN, _signal.SIG_DFL) or callable(handler)):
+            raise TypeError(f"signals: the handler for {signo!r} must be callable, None or signal.SIG_IGN, not {handler!r}")
+        out[sig] = handler
+    return out
 
 
 def _preload_title() -> None:

@@ -146,6 +146,20 @@ def _takes_two(func: Callable[..., Any]) -> bool:
     return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
 
 
+def action_for(sig: int, handler: Any) -> Any:
+    """What ``signal.signal`` gets for ``handler``: None is the default (for SIGINT, Python's
+    KeyboardInterrupt), SIG_IGN and SIG_DFL stay, a callable is wrapped (alarm ticks counted)."""
+    if handler is None:
+        return _signal.default_int_handler if sig == _signal.SIGINT else _signal.SIG_DFL
+    if handler is _signal.SIG_IGN or handler is _signal.SIG_DFL:
+        return handler
+    if isinstance(handler, int) and not isinstance(handler, bool) and handler in (0, 1):
+        return _signal.Handlers(handler)
+    if callable(handler):
+        return _Handler(handler, sig)
+    raise TypeError(f"handler must be callable, None (restore the default) or signal.SIG_IGN, not {handler!r}")
+
+
 def signal(signo: SignalLike, handler: Any) -> Any:
     """Install ``handler`` for ``signo``; returns the previous handler.
 
@@ -159,18 +173,7 @@ def signal(signo: SignalLike, handler: Any) -> Any:
         raise ValueError("signal 0 is a probe for kill(), not a signal a handler can receive")
     if sig in _RESERVED:
         raise ValueError(f"cannot install a handler for {_name(sig)}: {_RESERVED[sig]}")
-    if handler is None:
-        action: Any = _signal.default_int_handler if sig == _signal.SIGINT else _signal.SIG_DFL
-    elif handler is _signal.SIG_IGN or handler is _signal.SIG_DFL:
-        action = handler
-    elif isinstance(handler, int) and not isinstance(handler, bool) and handler in (0, 1):
-        action = _signal.Handlers(handler)
-    elif callable(handler):
-        action = _Handler(handler, sig)
-    else:
-        raise TypeError(
-            f"handler must be callable, None (restore the default) or signal.SIG_IGN, not {handler!r}"
-        )
+    action = action_for(sig, handler)
     if threading.current_thread() is not threading.main_thread():
         raise ValueError(
             f"signal handlers can only be installed from the main thread; this is "
