@@ -32,10 +32,16 @@ from .text import status_table
 
 __all__ = ["ProcMagics", "load", "unload"]
 
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise ValueError
+def _timeout_option(value: str | None, magic: Any) -> float | None:
+    """--timeout SECONDS: a positive number, else UsageError with the magic's usage line."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0 or number != number or number == float("inf"):
+        raise UsageError(f"--timeout must be a positive number of seconds, not {value!r}\n{_usage(magic)}")
     return number
 
 
@@ -150,12 +156,7 @@ class ProcMagics(Magics):
             raise bad(f"--pipe must be stream, dgram or none, not {args.pipe!r}")
         if args.n < 1 or args.n > 1024:
             raise bad(f"-n must be from 1 to 1024 children, got {args.n}")
-        timeout = None
-        if args.timeout is not None:
-            try:
-                timeout = _positive_float(args.timeout)
-            except ValueError:
-                raise bad(f"--timeout must be a positive number of seconds, not {args.timeout!r}") from None
+        timeout = _timeout_option(args.timeout, self.spawn)
         try:
             sig = signal_number(args.signal_on_interrupt, "--signal-on-interrupt")
         except (TypeError, ValueError) as exc:
@@ -221,12 +222,7 @@ class ProcMagics(Magics):
     def wait(self, line: str) -> Any:
         """Wait for children to end (all by default) and show their exit statuses."""
         args = parse_argstring(self.wait, line)
-        timeout = None
-        if args.timeout is not None:
-            try:
-                timeout = _positive_float(args.timeout)
-            except ValueError:
-                raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout!r}\n{_usage(self.wait)}") from None
+        timeout = _timeout_option(args.timeout, self.wait)
         # with no target, or 'all': the children still running or still draining output (the
         # others showed their status already); a named child is waited for, or its status
         # shown, whatever its state
