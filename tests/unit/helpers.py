@@ -6,12 +6,14 @@ enough that a hang fails the test instead of the whole run.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from procmagic import Process
 
@@ -91,3 +93,22 @@ def proc_state(pid: int) -> str | None:
 def gone(pid: int) -> bool:
     """True when ``pid`` no longer runs (gone, or a zombie waiting for its parent)."""
     return proc_state(pid) in (None, "Z", "X")
+
+
+@contextlib.contextmanager
+def deadline(seconds: float = WAIT) -> Iterator[None]:
+    """Raise TimeoutError in this process if the block takes longer than ``seconds``."""
+
+    def expire(signo: int, frame: Any) -> None:
+        raise TimeoutError(f"still waiting after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)  # pytest-timeout's alarm, if any
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL, max(0.001, outer - (time.monotonic() - started)))

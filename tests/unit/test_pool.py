@@ -18,6 +18,8 @@ import pytest
 from procmagic import Manager, Pool, Process, ProcessStateError, QueueEmpty
 from procmagic.core import pool as pool_module
 from procmagic.core import queue as pmq
+
+from .helpers import deadline
 from procmagic.core import queue_registry
 
 WAIT = 20.0
@@ -38,21 +40,6 @@ def results() -> Iterator[pmq.Queue]:
     queue.free()
 
 
-@contextlib.contextmanager
-def deadline(seconds: float = WAIT) -> Iterator[None]:
-    def expire(signo: int, frame: Any) -> None:
-        raise TimeoutError(f"still waiting after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)  # pytest-timeout's alarm, if any
-    started = time.monotonic()
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        if outer:
-            signal.setitimer(signal.ITIMER_REAL, max(0.001, outer - (time.monotonic() - started)))
 
 
 def take(queue: pmq.Queue, n: int) -> list[str]:

@@ -26,6 +26,8 @@ import sysv_ipc
 import procmagic
 from procmagic import NoQueue, Process, QueueEmpty, QueueFull
 from procmagic.core import queue as pmq
+
+from .helpers import deadline
 from procmagic.core import queue_registry
 
 WAIT = 20.0
@@ -65,23 +67,6 @@ def procs() -> Iterator[Callable[..., Process]]:
         proc.close()
 
 
-@contextlib.contextmanager
-def deadline(seconds: float = WAIT) -> Iterator[None]:
-    """Raise TimeoutError in this process if the block takes longer than ``seconds``."""
-
-    def expire(signo: int, frame: Any) -> None:
-        raise TimeoutError(f"still waiting after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)  # pytest-timeout's alarm, if any
-    started = time.monotonic()
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        if outer:
-            signal.setitimer(signal.ITIMER_REAL, max(0.001, outer - (time.monotonic() - started)))
 
 
 _SYSCALLS = {"x86_64": {"msgsnd": 69, "msgrcv": 70}, "aarch64": {"msgsnd": 189, "msgrcv": 188}}
