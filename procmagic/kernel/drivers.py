@@ -38,18 +38,21 @@ class _Escalation:
         self.step = 0
         self.deadline: float | None = None
 
-    def next(self, live: list[Process], reason: str) -> None:
-        settings = self.spawn.settings
+    def next(self, live: list[Process]) -> None:
+        """Send the next signal of the ladder to every live child's group."""
         sigs = [self.spawn.options.signal_on_interrupt, _signal.SIGTERM, _signal.SIGKILL]
-        if reason == "timeout":
-            sigs = [_signal.SIGTERM, _signal.SIGKILL]
-            self.step = max(self.step, 0)
         sig = sigs[min(self.step, len(sigs) - 1)]
         for proc in live:
             _signal_group(proc, sig)
         self.step += 1
-        grace = settings.interrupt_grace if (reason == "interrupt" and self.step == 1) else settings.term_grace
+        settings = self.spawn.settings
+        grace = settings.interrupt_grace if self.step == 1 else settings.term_grace
         self.deadline = time.monotonic() + grace if sig != _signal.SIGKILL else None
+
+    def terminate(self, live: list[Process]) -> None:
+        """A time-out skips the interrupt: SIGTERM now, SIGKILL after term_grace."""
+        self.step = max(self.step, 1)
+        self.next(live)
 
 
 def run_foreground(spawn: Spawn) -> None:
@@ -133,15 +136,14 @@ def run_foreground(spawn: Spawn) -> None:
                 for proc in procs:
                     proc._timed_out = True
                 router.add_notice(f"[procmagic] time-out after {spawn.options.timeout} s: sending SIGTERM\n")
-                escalation.step = 1
-                escalation.next(procs, "term")
+                escalation.terminate(procs)
             elif escalation.deadline is not None and now >= escalation.deadline and (live or polled):
-                escalation.next(list(live.values()) + polled, "escalate")
+                escalation.next(list(live.values()) + polled)
         except KeyboardInterrupt:
             spawn.interrupted = True
             procs = list(live.values()) + polled
             if procs:
-                escalation.next(procs, "interrupt")
+                escalation.next(procs)
             else:
                 break
     for fd in watched:

@@ -11,6 +11,7 @@ import collections
 import itertools
 import os
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -75,7 +76,7 @@ def emit(event: str, spawn: "Spawn", detail: Any = None) -> None:
         except Exception:
             import traceback
 
-            traceback.print_exc(file=os.sys.__stderr__)  # type: ignore[attr-defined]
+            traceback.print_exc(file=sys.__stderr__)
 
 
 def spawns() -> list["Spawn"]:
