@@ -93,6 +93,14 @@ class Kernel:
     def outputs(self, msg_id: str) -> list[dict[str, Any]]:
         return [m for m in self.by_parent.get(msg_id, []) if m["msg_type"] != "status" and m["msg_type"] != "execute_input"]
 
+    def stream_text(self, msg_id: str) -> str:
+        """Every stream text published so far under the cell ``msg_id`` (background output too)."""
+        return "".join(m["content"].get("text", "") for m in self.outputs(msg_id) if m["msg_type"] == "stream")
+
+    def wait_for_text(self, msg_id: str, text: str, timeout: float = 30) -> bool:
+        """Pump IOPub until ``text`` appears in the cell's streams; False on time-out."""
+        return self.collect_until(lambda: text in self.stream_text(msg_id), timeout)
+
     def collect_until(self, predicate: Any, timeout: float = 30) -> bool:
         """Pump IOPub until predicate() is true (for background output); False on time-out."""
         deadline = time.monotonic() + timeout

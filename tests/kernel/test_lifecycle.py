@@ -40,14 +40,9 @@ def _gone(pid: int, timeout: float = 30) -> bool:
     return False
 
 
-def _wait_for_text(kernel: Kernel, msg_id: str, text: str, timeout: float = 30) -> bool:
-    return kernel.collect_until(lambda: text in "".join(
-        m["content"].get("text", "") for m in kernel.outputs(msg_id) if m["msg_type"] == "stream"), timeout)
-
-
 def test_interrupt_is_forwarded_to_a_foreground_child(k):
     cell = k.execute("%%spawn --name napper\nimport time\nprint('started', flush=True)\ntime.sleep(120)", wait=False)
-    assert _wait_for_text(k, cell.msg_id, "started")
+    assert k.wait_for_text(cell.msg_id, "started")
     k.km.interrupt_kernel()
     k.finish(cell, timeout=60)
     assert cell.reply["status"] == "error" and cell.reply["ename"] == "KeyboardInterrupt"
@@ -59,7 +54,7 @@ def test_interrupt_escalates_to_sigterm_when_the_child_ignores_sigint(k):
     cell = k.execute(
         "%%spawn\nimport signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('deaf', flush=True)\ntime.sleep(120)",
         wait=False)
-    assert _wait_for_text(k, cell.msg_id, "deaf")
+    assert k.wait_for_text(cell.msg_id, "deaf")
     k.km.interrupt_kernel()
     k.finish(cell, timeout=60)
     assert "killed by SIGTERM" in cell.text()
@@ -69,7 +64,7 @@ def test_background_children_are_not_hit_by_an_interrupt_aimed_at_another_cell(k
     k.execute("%%spawn --bg --name survivor\nimport time; time.sleep(120)")
     pid = _pid_of(k, "survivor")
     cell = k.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(120)", wait=False)
-    assert _wait_for_text(k, cell.msg_id, "sleeping")
+    assert k.wait_for_text(cell.msg_id, "sleeping")
     k.km.interrupt_kernel()
     k.finish(cell, timeout=60)
     assert cell.reply["status"] == "error"
@@ -87,7 +82,7 @@ def test_timeout_terminates_and_the_status_says_so(k):
 def test_background_timeout_fires_while_a_synchronous_cell_runs(k):
     bg = k.execute("%%spawn --bg --timeout 0.5 --name late\nimport time; time.sleep(60)")
     k.execute("import time; time.sleep(2)")
-    assert _wait_for_text(k, bg.msg_id, "timed out", 30)
+    assert k.wait_for_text(bg.msg_id, "timed out", 30)
 
 
 def test_restart_with_a_live_child_stops_it_and_the_new_kernel_starts(k):

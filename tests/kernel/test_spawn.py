@@ -64,9 +64,8 @@ def test_output_goes_to_the_spawning_cell_not_to_later_cells(k):
     )
     other = k.execute("import time\nfor i in range(3):\n    print('fg line', i)\n    time.sleep(0.3)")
     third = k.execute("x = 1")
-    assert k.collect_until(lambda: "exited 0" in "".join(
-        m["content"].get("text", "") for m in k.outputs(bg.msg_id) if m["msg_type"] == "stream"), timeout=30)
-    bg_text = "".join(m["content"]["text"] for m in k.outputs(bg.msg_id) if m["msg_type"] == "stream")
+    assert k.wait_for_text(bg.msg_id, "exited 0")
+    bg_text = k.stream_text(bg.msg_id)
     for i in range(6):
         assert f"bg line {i}" in bg_text
     assert "bg line" not in other.text() and "bg line" not in third.text()
@@ -160,11 +159,10 @@ def test_handles_both_ways_out_var_write_read_get_join(k):
 
 
 def test_redirect_stdin_feeds_input(k):
-    k.execute("%%spawn --redirect --bg --name asker --out asker\nname = input('name? ')\nprint('hello', name)")
+    asker_cell = k.execute("%%spawn --redirect --bg --name asker --out asker\nname = input('name? ')\nprint('hello', name)")
     check = k.execute("asker.write('world\\n')\nprint(asker.join(timeout=30))")
     assert "exited 0" in check.text()
-    assert k.collect_until(lambda: "hello world" in "".join(
-        m["content"].get("text", "") for msgs in k.by_parent.values() for m in msgs if m["msg_type"] == "stream"), 30)
+    assert k.wait_for_text(asker_cell.msg_id, "hello world")  # in the spawning cell, not elsewhere
 
 
 def test_reading_a_redirected_pipe_from_the_notebook_is_refused_with_the_reason(k):
