@@ -16,7 +16,7 @@ import os
 import struct
 import sys
 import time
-from typing import Any, Callable
+from typing import Any
 
 import sysv_ipc
 

@@ -186,7 +186,7 @@ def test_bad_name_is_refused(name):
 def test_start_twice_is_refused_while_the_child_lives(spawn):
     p = spawn(wait_for_parent)
     pid = p.start()
-    with pytest.raises(ProcessStateError, match=rf"already started and is still running.*join\(\) or kill\(\)"):
+    with pytest.raises(ProcessStateError, match=r"already started and is still running.*join\(\) or kill\(\)"):
         p.start()
     assert p.pid == pid
     p.write(b"go")

@@ -21,7 +21,7 @@ from procmagic.core import reaper
 from procmagic.core.reaper import registry
 from procmagic.core.status import status_from_wait4
 
-from .helpers import WAIT, gone, proc_state, wait_until
+from .helpers import WAIT, proc_state, wait_until
 
 from ..conftest import open_fds
 
