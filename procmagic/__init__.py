@@ -34,7 +34,10 @@ from .core import (
     watch,
 )
 from .core import signal as _install_handler
+from .core.call import call, call_async, wait_async
+from .core.call import map as map  # noqa: A004 (public as procmagic.map; see __all__)
 from .core.pool import Manager, Pool
+from .core.values import ChildError, NoResult, RemoteTraceback, ResultChannel
 from .core.queue import queues, sweep_queues
 
 __version__ = "0.1.0"
@@ -86,4 +89,7 @@ __all__ = [
     "ProcessStateError", "ProcmagicError", "QueueEmpty", "QueueFull", "alarm", "allow_threads",
     "census", "children", "get", "procs", "kill", "reaped", "signal", "wait", "watch", "__version__",
     "Pool", "Manager", "queues", "sweep_queues",
+    "call", "call_async", "wait_async", "ResultChannel", "NoResult", "ChildError", "RemoteTraceback",
 ]
+# procmagic.map is public too, but kept out of __all__: "from procmagic import *" must not hide
+# the builtin map.

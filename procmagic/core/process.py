@@ -368,6 +368,22 @@ class Process:
             raise err
         return status
 
+    async def wait_async(self, timeout: float | None = None) -> ExitStatus:
+        """``join()`` for ``await``: the running event loop watches the child's pidfd, so a
+        notebook's loop keeps serving meanwhile (see :mod:`procmagic.core.call`)."""
+        from .call import wait_async
+
+        return await wait_async(self, timeout)
+
+    @property
+    def result(self) -> Any:
+        """The value the child sent back on a result channel (``procmagic.call``,
+        ``%%spawn --result``), once it ended; raises the child's exception or why there is none
+        (see :mod:`procmagic.core.values`)."""
+        from .values import result_of
+
+        return result_of(self)
+
     def kill(self, sig: SignalLike = _signal.SIGTERM, *, group: bool = True) -> bool:
         """Send ``sig`` to the child (and, with ``group``, its whole process group).
 
