@@ -6,10 +6,8 @@ usage line on bad input), build a spawn, run it in the foreground or the backgro
 
 from __future__ import annotations
 
-import atexit
-import os
+import dataclasses
 import signal as _signal
-import time
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -17,18 +15,16 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Float, Int, Unicode, validate
 
-from .core import child as core_child
 from .core import guard
 from .core.errors import ForkRefused
 from .core.process import Process
 from .core.reaper import registry
-from .core.signals import reserve_signal, signal_number
-from .kernel import child_setup, spawn as spawn_mod, threads
+from .core.signals import signal_number
 from .kernel.cell import check_syntax, current_cell_number, make_target
 from .kernel.context import Context, context_for
-from .kernel.drivers import BackgroundDriver, run_foreground
+from .kernel.integration import Integration
 from .kernel.spawn import Settings, Spawn, SpawnOptions
-from .text import status_table
+from .kernel.terminal import drain_terminal
 
 __all__ = ["ProcMagics", "load", "unload"]
 
@@ -80,12 +76,11 @@ class ProcMagics(Magics):
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
         self.ctx: Context = context_for(shell)
-        self._cleanups: list[Any] = []
+        self.integration = Integration(shell, self.ctx, self.settings)
 
     def settings(self) -> Settings:
-        return Settings(output_cap=self.output_cap, flush_interval=self.flush_interval,
-                        interrupt_grace=self.interrupt_grace, term_grace=self.term_grace,
-                        drain_timeout=self.drain_timeout, log_dir=self.log_dir, show_status=self.show_status)
+        """The kernel layer's settings, read from these traits (the one place defaults live)."""
+        return Settings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Settings)})
 
     # -- %%spawn -------------------------------------------------------------------------------
     @magic_arguments()
@@ -114,7 +109,7 @@ class ProcMagics(Magics):
         """
         options = self._parse(line)
         source = check_syntax(self.shell, cell)
-        spawn = Spawn(self.ctx, options, source, self.settings())
+        spawn = self.integration.new_spawn(options, source)
         panel = self._show_panel(spawn)
         try:
             spawn.start(make_target(self.shell, source, current_cell_number(self.shell)))
@@ -126,15 +121,7 @@ class ProcMagics(Magics):
             raise
         if options.out:
             self.shell.user_ns[options.out] = spawn.procs[0] if options.n == 1 else list(spawn.procs)
-        if options.bg:
-            loop = self.ctx.output_loop()
-            if loop is None:  # a terminal: the output is drained around each cell
-                spawn.driver = _TerminalBackground(spawn)
-            else:
-                spawn.driver = BackgroundDriver(spawn, loop)
-                spawn.driver.start()
-            return
-        run_foreground(spawn)
+        self.integration.run(spawn)
 
     def _show_panel(self, spawn: Spawn) -> Any:
         """The live panel shown above a spawn's output (the widgets layer; none in a terminal)."""
@@ -194,7 +181,7 @@ class ProcMagics(Magics):
     def procs(self, line: str) -> None:
         """The live dashboard of procmagic's children: processes, queue traffic, alarms and reaped
         exit statuses (newest first). In a terminal, the same four parts as text tables."""
-        _drain_terminal()
+        drain_terminal()
         registry.reap_ready()
         from .widgets import show_dashboard
 
@@ -211,9 +198,13 @@ class ProcMagics(Magics):
             sig = signal_number(args.signal, "-s")
         except (TypeError, ValueError) as exc:
             raise UsageError(f"{exc}\n{_usage(self.kill)}") from None
+        name = _signal.Signals(sig).name if sig else "signal 0"
         for proc in _select(args.target, live_only=True):
-            sent = proc.kill(sig)
-            print(f"{'sent' if sent else 'not sent (already ended)'} {_signal.Signals(sig).name if sig else 0} to {proc.name} (id {proc.id}, pid {proc.pid})")
+            who = f"{proc.name} (id {proc.id}, pid {proc.pid})"
+            if proc.kill(sig):
+                print(f"sent {name} to {who}")
+            else:
+                print(f"{name} not sent to {who}: it has already ended")
 
     @magic_arguments()
     @argument("--timeout", type=str, default=None, metavar="SECONDS", help="Give up after SECONDS.")
@@ -228,156 +219,18 @@ class ProcMagics(Magics):
         # shown, whatever its state
         procs = _select(args.target or ["all"], live_only=True)
         if not args.target or "all" in args.target:  # and those whose output is still draining
-            procs += [p for p in registry.known() if p not in procs and p.pid is not None and _draining(p)]
+            procs += [p for p in self.integration.draining() if p not in procs]
         if not procs:
             print("no live procmagic children to wait for")
             return None
-        deadline = None if timeout is None else time.monotonic() + timeout
-        statuses: list[Any] = []
-        for proc in procs:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                statuses.append(proc.join(left))
-            except TimeoutError:
-                print(f"{proc.name} (id {proc.id}, pid {proc.pid}) still running after {timeout} s")
-            except OSError as exc:  # the child's exec() failed: still a status to show
-                statuses.append(getattr(exc, "exit_status", None))
-        seen = set()
-        for proc in procs:  # let background output drain, so it is complete in its cell
-            spawn = spawn_mod.spawn_of(proc)
-            if spawn is not None and spawn.number not in seen and proc.exitstatus is not None:
-                seen.add(spawn.number)
-                if isinstance(spawn.driver, _TerminalBackground):
-                    spawn.driver.drain()
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                spawn.finished.wait(5.0 if left is None else min(5.0, left))
-        statuses = [s for s in statuses if s is not None]
+        statuses, running = self.integration.wait(procs, timeout)
+        for proc in running:
+            print(f"{proc.name} (id {proc.id}, pid {proc.pid}) still running after {timeout} s")
         if statuses:
-            print(status_table(statuses))
+            from .widgets.tables import reaped_text
+
+            print(reaped_text(statuses, limit=len(statuses)))
         return None
-
-    # -- lifecycle -----------------------------------------------------------------------------
-    def install(self) -> None:
-        threads.declare()  # kept after unload: the kernel's threads stay harmless
-        lift_sigint: Any = None
-        if self.ctx.kernel is not None:
-            lift_sigint = reserve_signal(
-                _signal.SIGINT, "the kernel receives the notebook's interrupt as SIGINT; a handler here would "
-                "break the interrupt button (install it inside a child instead)")
-            self._cleanups.append(lift_sigint)
-            cached = child_setup.kernel_fds(self.ctx.kernel)
-        else:
-            cached = []
-        kernel, shell = self.ctx.kernel, self.shell
-
-        def hook(proc: Process) -> None:
-            if lift_sigint is not None:
-                lift_sigint()  # a child may handle SIGINT: it is its own
-            spawn_mod.close_others_in_child(proc)
-            child_setup.setup_child(proc, kernel, shell, self._fds_to_close)
-
-        self._cached_fds = cached
-        self._fds_to_close: list[int] = []
-        self._cleanups.append(core_child.add_child_hook(hook))
-        self._cleanups.append(registry.subscribe(self._on_registry))
-        loop = self.ctx.main_loop()
-        if loop is not None:
-            self._cleanups.append(registry.watch(loop))
-        self.shell.events.register("pre_run_cell", self._pre_run_cell)
-        self._cleanups.append(lambda: self.shell.events.unregister("pre_run_cell", self._pre_run_cell))
-        if self.ctx.terminal:
-            self.shell.events.register("post_run_cell", self._post_run_cell)
-            self._cleanups.append(lambda: self.shell.events.unregister("post_run_cell", self._post_run_cell))
-        atexit.register(self.shutdown)
-        self._cleanups.append(lambda: atexit.unregister(self.shutdown))
-
-    def _pre_run_cell(self, *args: Any) -> None:
-        # Checked again before every cell (cheap fstat): fds the kernel closed are never closed
-        # in a child by number, where the number may by now be someone else's.
-        self._fds_to_close = child_setup.live_kernel_fds(self._cached_fds)
-        _drain_terminal()
-
-    def _post_run_cell(self, *args: Any) -> None:
-        _drain_terminal()
-
-    def _on_registry(self, event: str, proc: Process, status: Any) -> None:
-        if event != "reaped":
-            return
-        spawn = spawn_mod.spawn_of(proc)
-        if spawn is not None and isinstance(spawn.driver, BackgroundDriver):
-            spawn.driver.child_reaped(proc, status)
-        elif spawn is not None and isinstance(spawn.driver, _TerminalBackground):
-            spawn.driver.child_reaped(proc, status)
-
-    def shutdown(self) -> None:
-        """Stop and reap every child (SIGTERM, then SIGKILL after term_grace); free queues."""
-        if os.getpid() != getattr(self, "_pid", os.getpid()):
-            return
-        live = registry.live()
-        for proc in live:
-            proc.kill(_signal.SIGTERM)
-        deadline = time.monotonic() + self.term_grace
-        for proc in live:
-            if registry.reap(proc, max(0.0, deadline - time.monotonic())) is None:
-                proc.kill(_signal.SIGKILL)
-                registry.reap(proc, None)
-        for spawn in spawn_mod.spawns():
-            if spawn.queue is not None:
-                try:
-                    spawn.queue.free()
-                except Exception:
-                    pass
-
-    def uninstall(self) -> None:
-        self.shutdown()
-        while self._cleanups:
-            try:
-                self._cleanups.pop()()
-            except Exception:
-                pass
-
-
-class _TerminalBackground:
-    """Terminal IPython has no loop to read from while the prompt waits: background output is
-    drained before and after each cell, and by ``%wait`` / ``%procs``."""
-
-    active: list["_TerminalBackground"] = []
-
-    def __init__(self, spawn: Spawn) -> None:
-        self.spawn = spawn
-        self.reaped: set[int] = set()
-        _TerminalBackground.active.append(self)
-
-    def child_reaped(self, proc: Process, status: Any) -> None:
-        self.reaped.add(proc.id)
-        self.spawn.record(proc, status)
-
-    def drain(self) -> None:
-        router = self.spawn.router
-        for fd in list(router.sources):
-            while fd in router.sources:
-                import select
-
-                if not select.select([fd], [], [], 0)[0]:
-                    break
-                if not router.on_readable(fd):
-                    router.close_source(fd)
-        router.flush()
-        registry.reap_ready()
-        if len(self.reaped) == len(self.spawn.procs):
-            self.spawn.finish()
-            if self in _TerminalBackground.active:
-                _TerminalBackground.active.remove(self)
-
-
-def _drain_terminal() -> None:
-    for driver in list(_TerminalBackground.active):
-        driver.drain()
-
-
-def _draining(proc: Process) -> bool:
-    spawn = spawn_mod.spawn_of(proc)
-    return spawn is not None and not spawn.done
 
 
 def _select(targets: list[str], live_only: bool) -> list[Process]:
@@ -422,8 +275,7 @@ def load(ipython: Any) -> None:
     if _instance is not None:
         return
     magics = ProcMagics(ipython)
-    magics._pid = os.getpid()  # type: ignore[attr-defined]
-    magics.install()
+    magics.integration.install()
     ipython.register_magics(magics)
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
@@ -434,7 +286,7 @@ def unload(ipython: Any) -> None:
     global _instance
     if _instance is None:
         return
-    _instance.uninstall()
+    _instance.integration.uninstall()
     for kind in ("line", "cell"):
         table = ipython.magics_manager.magics[kind]
         for name in ("spawn", "procs", "kill", "wait", "forkcheck"):

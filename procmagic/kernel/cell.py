@@ -12,7 +12,7 @@ import signal as _signal
 import sys
 from typing import Any
 
-from ..core.child import _die_by, _exit_code_of
+from ..core.child import ExecFailed, _die_by, _exit_code_of
 from ..core.process import Process
 
 __all__ = ["make_target", "check_syntax"]
@@ -41,8 +41,12 @@ def make_target(shell: Any, source: str, cell_number: int | None = None) -> Any:
         original_showtraceback = shell.showtraceback
 
         def showtraceback(*args: Any, **kwargs: Any) -> None:
-            if sys.exc_info()[0] is SystemExit:
+            kind, error = sys.exc_info()[:2]
+            if kind is SystemExit:
                 return  # sys.exit(n) in the body is the child's exit code, not an error
+            if isinstance(error, ExecFailed):  # one line, as a failed exec outside a cell says it
+                print(f"procmagic: exec failed: {error}", file=sys.stderr, flush=True)
+                return
             original_showtraceback(*args, **kwargs)
 
         shell.showtraceback = showtraceback
@@ -60,6 +64,8 @@ def make_target(shell: Any, source: str, cell_number: int | None = None) -> Any:
             return _exit_code_of(error.code)
         if isinstance(error, KeyboardInterrupt):
             return _die_by(_signal.SIGINT)
+        if isinstance(error, ExecFailed):
+            return 127  # the shell's code for a program that could not be run
         return 1
 
     return run_cell_in_child

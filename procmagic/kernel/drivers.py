@@ -12,6 +12,7 @@ from typing import Any
 
 from ..core.process import Process
 from ..core.reaper import registry
+from ..core.status import ExitStatus
 from .router import BACKGROUND_BUDGET
 from .spawn import Spawn
 
@@ -27,6 +28,15 @@ def _signal_group(proc: Process, sig: int) -> None:
                 os.kill(proc.pid, sig)
             except OSError:
                 pass
+
+
+def _status_of(proc: Process) -> ExitStatus:
+    """The exit status of a child whose pidfd is ready; unlike ``join()``, a failed ``exec()``
+    is not raised here: it is part of the status (``exited 127, exec failed: ...``)."""
+    status = registry.reap(proc, None)
+    assert status is not None  # reap(None) waits for the exit
+    registry.claim(proc)
+    return status
 
 
 class _Escalation:
@@ -105,7 +115,7 @@ def run_foreground(spawn: Spawn) -> None:
                 if fd in live:
                     proc = live.pop(fd)
                     poller.unregister(fd)
-                    spawn.record(proc, proc.join())
+                    spawn.record(proc, _status_of(proc))
                 elif fd in router.sources:
                     if not router.on_readable(fd):
                         if fd in watched:

@@ -28,15 +28,18 @@ from .router import Router, roomy
 __all__ = ["Settings", "SpawnOptions", "Spawn", "spawns", "subscribe", "spawn_of", "open_sockets"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
-    output_cap: int = 4 * 1024 * 1024
-    flush_interval: float = 0.05
-    interrupt_grace: float = 2.0
-    term_grace: float = 2.0
-    drain_timeout: float = 2.0
-    log_dir: str = ""
-    show_status: str = "all"  # "all", "failures" or "none"
+    """The configuration a spawn runs with, built from ``ProcMagics``' traits (where the
+    defaults, their help and their validation live: never repeated here)."""
+
+    output_cap: int
+    flush_interval: float
+    interrupt_grace: float
+    term_grace: float
+    drain_timeout: float
+    log_dir: str
+    show_status: str
 
 
 @dataclass
@@ -117,10 +120,6 @@ class Spawn:
         log = os.path.join(_log_dir(settings), f"{self.name.replace('/', '_')}-{self.number}.log")
         self.router = Router(self.publish, label_workers=options.n > 1, cap=settings.output_cap,
                              interval=settings.flush_interval, log_path=log)
-
-    @property
-    def background(self) -> bool:
-        return self.options.bg
 
     @property
     def done(self) -> bool:

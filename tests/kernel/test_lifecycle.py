@@ -205,3 +205,21 @@ def test_plain_process_api_works_in_a_kernel_without_the_extension():
         assert "b'from a plain Process' 0" in cell.text()
     finally:
         kernel.close()
+
+
+def test_a_failed_exec_is_one_error_and_exit_127_and_the_other_worker_is_kept(k):
+    cell = k.execute("%%spawn -n 2 --name ex\nif proc.worker == 0:\n    proc.exec('/no/such/program')\nprint('healthy', proc.worker)")
+    assert cell.reply["status"] == "ok" and not cell.errors(), cell.errors()
+    err = cell.text("stderr")
+    assert err.count("exec failed: [Errno 2] No such file or directory: '/no/such/program'") == 1, err
+    assert "Traceback" not in err and "ExecFailed" not in err
+    assert "ex/0" in err and "exited 127, exec failed" in err
+    assert "[1] healthy 1" in cell.text("stdout") and "ex/1" in cell.text("stdout")
+    assert "exited 0" in cell.text("stdout")
+
+
+def test_kill_of_an_ended_child_says_so_in_a_sentence(k):
+    k.execute("%%spawn --name ticker\npass")
+    cell = k.execute("%kill ticker")
+    line = cell.text().strip()
+    assert line.startswith("SIGTERM not sent to ticker (id ") and line.endswith("it has already ended"), line

@@ -1,0 +1,173 @@
+"""procmagic inside one IPython shell: what ``%load_ext procmagic`` installs and what the kernel's
+end undoes.
+
+Installing declares the kernel's threads to the guard, reserves SIGINT for the kernel, adds the
+child hook that cuts a child off from the kernel, attaches the reaper to an event loop, and
+registers the per-cell events and the shutdown at exit. ``run`` drives a spawn in the
+foreground or the background; ``wait`` is ``%wait`` without the printing. ``magics.py`` only
+parses options and calls these.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal as _signal
+import time
+from typing import Any, Callable
+
+from ..core import child as core_child
+from ..core.process import Process
+from ..core.reaper import registry
+from ..core.signals import reserve_signal
+from ..core.status import ExitStatus
+from . import child_setup, spawn as spawn_mod, threads
+from .context import Context
+from .drivers import BackgroundDriver, run_foreground
+from .spawn import Settings, Spawn
+from .terminal import TerminalBackground, drain_terminal
+
+__all__ = ["Integration"]
+
+
+class Integration:
+    """The kernel-side lifecycle of procmagic in ``shell``; ``settings()`` reads the current
+    configuration (ProcMagics' traits) each time it is needed."""
+
+    def __init__(self, shell: Any, ctx: Context, settings: Callable[[], Settings]) -> None:
+        self.shell = shell
+        self.ctx = ctx
+        self.settings = settings
+        self._pid = os.getpid()
+        self._cleanups: list[Callable[[], Any]] = []
+        self._cached_fds: list[tuple[int, int, int]] = []
+        self._fds_to_close: list[int] = []
+
+    # -- install and uninstall -----------------------------------------------------------------
+    def install(self) -> None:
+        threads.declare()  # kept after unload: the kernel's threads stay harmless
+        lift_sigint: Any = None
+        if self.ctx.kernel is not None:
+            lift_sigint = reserve_signal(
+                _signal.SIGINT, "the kernel receives the notebook's interrupt as SIGINT; a handler here would "
+                "break the interrupt button (install it inside a child instead)")
+            self._cleanups.append(lift_sigint)
+            self._cached_fds = child_setup.kernel_fds(self.ctx.kernel)
+        kernel, shell = self.ctx.kernel, self.shell
+
+        def hook(proc: Process) -> None:
+            if lift_sigint is not None:
+                lift_sigint()  # a child may handle SIGINT: it is its own
+            spawn_mod.close_others_in_child(proc)
+            child_setup.setup_child(proc, kernel, shell, self._fds_to_close)
+
+        self._cleanups.append(core_child.add_child_hook(hook))
+        self._cleanups.append(registry.subscribe(self._on_registry))
+        loop = self.ctx.main_loop()
+        if loop is not None:
+            self._cleanups.append(registry.watch(loop))
+        self._on("pre_run_cell", self._pre_run_cell)
+        if self.ctx.terminal:
+            self._on("post_run_cell", self._post_run_cell)
+        atexit.register(self.shutdown)
+        self._cleanups.append(lambda: atexit.unregister(self.shutdown))
+
+    def _on(self, event: str, callback: Callable[..., None]) -> None:
+        self.shell.events.register(event, callback)
+        self._cleanups.append(lambda: self.shell.events.unregister(event, callback))
+
+    def uninstall(self) -> None:
+        self.shutdown()
+        while self._cleanups:
+            try:
+                self._cleanups.pop()()
+            except Exception:
+                pass
+
+    def _pre_run_cell(self, *args: Any) -> None:
+        # Checked again before every cell (cheap fstat): fds the kernel closed are never closed
+        # in a child by number, where the number may by now be someone else's.
+        self._fds_to_close = child_setup.live_kernel_fds(self._cached_fds)
+        drain_terminal()
+
+    def _post_run_cell(self, *args: Any) -> None:
+        drain_terminal()
+
+    def _on_registry(self, event: str, proc: Process, status: Any) -> None:
+        if event != "reaped":
+            return
+        spawn = spawn_mod.spawn_of(proc)
+        if spawn is not None and isinstance(spawn.driver, (BackgroundDriver, TerminalBackground)):
+            spawn.driver.child_reaped(proc, status)
+
+    # -- running spawns ------------------------------------------------------------------------
+    def new_spawn(self, options: Any, source: str) -> Spawn:
+        return Spawn(self.ctx, options, source, self.settings())
+
+    def run(self, spawn: Spawn) -> None:
+        """Drive a started spawn: block until it ends, or hand it to a background driver."""
+        if not spawn.options.bg:
+            run_foreground(spawn)
+            return
+        loop = self.ctx.output_loop()
+        if loop is None:  # a terminal: the output is drained around each cell
+            spawn.driver = TerminalBackground(spawn)
+        else:
+            spawn.driver = BackgroundDriver(spawn, loop)
+            spawn.driver.start()
+
+    def wait(self, procs: list[Process], timeout: float | None) -> tuple[list[ExitStatus], list[Process]]:
+        """Wait for ``procs`` to end and their spawns' output to drain (``%wait``); returns the
+        exit statuses and the children still running when ``timeout`` passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        statuses: list[ExitStatus] = []
+        running: list[Process] = []
+        for proc in procs:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                statuses.append(proc.join(left))
+            except TimeoutError:
+                running.append(proc)
+            except OSError as exc:  # the child's exec() failed: still a status to show
+                status = getattr(exc, "exit_status", None)
+                if status is not None:
+                    statuses.append(status)
+        seen = set()
+        for proc in procs:  # let background output drain, so it is complete in its cell
+            spawn = spawn_mod.spawn_of(proc)
+            if spawn is not None and spawn.number not in seen and proc.exitstatus is not None:
+                seen.add(spawn.number)
+                if isinstance(spawn.driver, TerminalBackground):
+                    spawn.driver.drain()
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                spawn.finished.wait(5.0 if left is None else min(5.0, left))
+        return statuses, running
+
+    def draining(self) -> list[Process]:
+        """Children that ended but whose spawn is still publishing their output."""
+        return [p for p in registry.known() if p.pid is not None and _draining(p)]
+
+    # -- the end -------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stop and reap every child (SIGTERM, then SIGKILL after term_grace); free queues."""
+        if os.getpid() != self._pid:
+            return
+        live = registry.live()
+        for proc in live:
+            proc.kill(_signal.SIGTERM)
+        deadline = time.monotonic() + self.settings().term_grace
+        for proc in live:
+            if registry.reap(proc, max(0.0, deadline - time.monotonic())) is None:
+                proc.kill(_signal.SIGKILL)
+                registry.reap(proc, None)
+        for spawn in spawn_mod.spawns():
+            if spawn.queue is not None:
+                try:
+                    spawn.queue.free()
+                except Exception:
+                    pass
+
+
+def _draining(proc: Process) -> bool:
+    spawn = spawn_mod.spawn_of(proc)
+    return spawn is not None and not spawn.done
