@@ -95,7 +95,7 @@ class ProcmagicQueue(ProcmagicProcess):
     name = "procmagic Queue.push/pop"
 
     def produce(self, msg: bytes, n: int) -> None:
-        push = self.proc._queue.push
+        push = self.proc.queue.push
         for _ in range(n):
             push(msg)
 

@@ -1,8 +1,8 @@
 """Per-process traffic counters in shared memory, readable by the parent without a system call.
 
 The parent maps an anonymous shared block before forking; each child gets one slot of it and
-bumps plain integers there (queue pushes and pops, alarm ticks). The parent, and the widgets on
-top of it, read the slots at any moment. A bump is a memoryview store, about 50 ns: cheap
+counts in plain integers there (queue pushes and pops, alarm ticks). The parent, and the widgets on
+top of it, read the slots at any moment. An update is a memoryview store, about 50 ns: cheap
 enough for the queue hot path, and no syscall at all.
 """
 
@@ -32,7 +32,8 @@ _SLOTS_PER_BLOCK = 1024
 
 
 class Counters:
-    """A view of one slot. ``bump(field, n)`` adds, ``set(field, v)`` stores, ``snapshot()`` reads."""
+    """A view of one slot. ``set(field, v)`` stores, ``snapshot()`` reads; the queue's hot path
+    writes the slot directly (see :mod:`procmagic.core.queue_hot`)."""
 
     __slots__ = ("_view", "_base", "_block", "index")
 
@@ -42,14 +43,8 @@ class Counters:
         self._block = block
         self.index = index
 
-    def bump(self, field: int, n: int = 1) -> None:
-        self._view[self._base + field] += n
-
     def set(self, field: int, value: int) -> None:
         self._view[self._base + field] = value
-
-    def get(self, field: int) -> int:
-        return int(self._view[self._base + field])
 
     def clear(self) -> None:
         for i in range(_SLOT):

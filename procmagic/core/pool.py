@@ -190,6 +190,8 @@ class Pool:
         if worker_id is None and self.process is not None:
             return self.process
         wid = self._check_worker(worker_id)
+        if self.process is not None and wid == self.worker_id:
+            return self.process  # swoole's getProcess($workerId) in that worker (its bug #2652)
         proc = self._slots[wid]
         if proc is None:
             raise ProcessStateError(f"worker {wid} of pool {self.name!r} is not running")
@@ -548,7 +550,7 @@ class Pool:
             os.close(self._ctrl_r)
             self._ctrl_r = None
         if self.queue is not None:  # this worker's own handle: it pops what is sent to its id
-            self.queue = self.queue._view(me=wid + 1, mode=self.mode)
+            self.queue = self.queue.view(me=wid + 1, mode=self.mode)
         self._interruptible = True  # before the handler: a SIGTERM from now on raises WorkerStop
         _signal.signal(_signal.SIGTERM, self._on_sigterm)
         self._tell(b"R")

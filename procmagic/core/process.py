@@ -13,6 +13,7 @@ import warnings
 import weakref
 from typing import Any, Callable, Iterable, Mapping
 
+from . import affinity as _affinity
 from . import child as _child
 from . import counters as _counters
 from . import guard as _guard
@@ -544,6 +545,11 @@ class Process:
         self._queue = _queue.attach(self, key=key, mode=mode, nowait=nowait, capacity=capacity, **options)
         return self._queue
 
+    @property
+    def queue(self) -> Any:
+        """The queue handle ``use_queue()`` attached (a :class:`procmagic.core.queue.Queue`), or None."""
+        return self._queue
+
     def _need_queue(self, what: str) -> Any:
         if self._queue is None:
             from .errors import NoQueue
@@ -551,13 +557,25 @@ class Process:
             raise NoQueue(f"no message queue: call use_queue() before {what}()")
         return self._queue
 
-    def push(self, data: bytes | str, *, to: int | None = None) -> None:
-        """Send one message on the queue (see use_queue)."""
-        self._need_queue("push").push(data, to=to)
+    # push and pop are the queue handle's own closures (Queue.push/pop): a method forwarding to
+    # them would cost two more Python calls per message, a third of its whole cost.
+    @property
+    def push(self) -> Callable[..., None]:
+        """``push(data, *, to=None)``: send one message on the queue (see use_queue)."""
+        queue = self._queue
+        return self._no_queue("push") if queue is None else queue.push  # type: ignore[no-any-return]
 
-    def pop(self, size: int | None = None) -> bytes:
-        """Receive one message from the queue (see use_queue)."""
-        return self._need_queue("pop").pop(size)  # type: ignore[no-any-return]
+    @property
+    def pop(self) -> Callable[..., bytes]:
+        """``pop(size=None)``: receive one message from the queue (see use_queue)."""
+        queue = self._queue
+        return self._no_queue("pop") if queue is None else queue.pop  # type: ignore[no-any-return]
+
+    def _no_queue(self, what: str) -> Callable[..., Any]:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            self._need_queue(what)
+
+        return refuse
 
     def stat_queue(self) -> Any:
         """The queue's state: messages and bytes waiting, capacity, last sender and receiver."""
@@ -579,20 +597,15 @@ class Process:
         return self._pid
 
     def set_affinity(self, cpus: Iterable[int]) -> None:
-        """Pin the child to these CPUs (before start: applied when it starts)."""
-        try:
-            wanted = sorted({int(c) for c in cpus})
-        except (TypeError, ValueError):
-            raise TypeError(f"cpus must be an iterable of CPU numbers, not {cpus!r}") from None
-        available = sorted(os.sched_getaffinity(0))
-        bad = [c for c in wanted if c not in available]
-        if not wanted or bad:
-            raise ValueError(f"cpus {wanted} are not all available; this process may use CPUs {available}")
+        """Pin the child to these CPUs (before start: applied when it starts). Any CPU this
+        process may use can be given, even one outside its own current mask; see
+        :mod:`procmagic.core.affinity`."""
+        wanted = _affinity.check_cpus(cpus)
         pid = self._sched_pid("set_affinity")
         if pid is None:
             self._affinity = wanted
         else:
-            os.sched_setaffinity(pid, wanted)
+            _affinity.apply(pid, wanted)
 
     def get_affinity(self) -> list[int]:
         pid = self._sched_pid("get_affinity")
