@@ -24,8 +24,9 @@ ACTIONS = (
     ("terminate", "TERM", _signal.SIGTERM, "SIGTERM to the child's process group", "warning", "pm-terminate"),
     ("kill", "KILL", _signal.SIGKILL, "SIGKILL to the child's process group", "danger", "pm-kill"),
 )
-#: A row shows another child after paging or when the list changes; a click this soon after
-#: is ignored, since it was most likely aimed at the child the row showed before.
+#: A row that showed one child and now shows another (after paging, or when the list moved up
+#: as a child ended) ignores clicks this soon after the change: such a click was most likely
+#: aimed at the child the row showed before. A row's first child is no change: clicks count.
 REASSIGN_GUARD = 1.0
 
 _shared: dict[str, Any] = {}
@@ -92,7 +93,7 @@ def action_buttons(owned: list[Any], on_action: Callable[[int], None], small: bo
 class _Row:
     def __init__(self, pool: "RowPool") -> None:
         self.proc: Process | None = None
-        self.assigned = 0.0
+        self.changed = float("-inf")  # when the row last switched from one child to another
         self.html = html(owned=pool.owned, cls="pm-row-facts")
         self.buttons = action_buttons(pool.owned, self._act, small=True)
         # the buttons first: they line up whatever the facts' width
@@ -104,7 +105,7 @@ class _Row:
         proc = self.proc
         if proc is None:
             return
-        if time.monotonic() - self.assigned < REASSIGN_GUARD:
+        if time.monotonic() - self.changed < REASSIGN_GUARD:
             self.pool.on_note(f"this row now shows {proc.name}: click again to signal it")
             return
         self.pool.on_note(send_signal([proc], sig))
@@ -155,8 +156,9 @@ class RowPool:
             self.rows.append(_Row(self))
         for row, f, proc in zip(self.rows, facts, procs):
             if row.proc is not proc:
+                if row.proc is not None:  # it showed another child a moment ago: guard it
+                    row.changed = time.monotonic()
                 row.proc = proc
-                row.assigned = time.monotonic()
             value = row_html(f, self.name_width)
             if row.html.value != value:
                 row.html.value = value
