@@ -23,6 +23,7 @@ from .core.signals import signal_number
 from .kernel.cell import check_syntax, current_cell_number, make_target
 from .kernel.context import Context, context_for
 from .kernel.integration import Integration
+from .kernel import spawn as spawn_mod
 from .kernel.spawn import Settings, Spawn, SpawnOptions
 from .kernel.terminal import drain_terminal
 
@@ -54,6 +55,7 @@ class ProcMagics(Magics):
     drain_timeout = Float(2.0, help="Seconds to keep reading output after the children exited (descendants may hold the pipe).").tag(config=True)
     log_dir = Unicode("", help="Where logs of capped output go (default: a per-kernel folder in the temp dir).").tag(config=True)
     show_status = Unicode("all", help="Which exit statuses to show when children end: all, failures or none.").tag(config=True)
+    history = Int(1000, help="Finished children kept, with their spawns, for %procs, %wait and procmagic.get(); the oldest spawns are dropped past it.").tag(config=True)
 
     @validate("output_cap")
     def _check_cap(self, proposal: Any) -> int:
@@ -65,6 +67,12 @@ class ProcMagics(Magics):
     def _check_seconds(self, proposal: Any) -> float:
         if proposal["value"] < 0:
             raise ValueError(f"{proposal['trait'].name} must be >= 0 seconds, got {proposal['value']}")
+        return proposal["value"]  # type: ignore[no-any-return]
+
+    @validate("history")
+    def _check_history(self, proposal: Any) -> int:
+        if proposal["value"] < 0:
+            raise ValueError(f"history must be a number of children >= 0, got {proposal['value']}")
         return proposal["value"]  # type: ignore[no-any-return]
 
     @validate("show_status")
@@ -183,6 +191,11 @@ class ProcMagics(Magics):
         exit statuses (newest first). In a terminal, the same four parts as text tables."""
         drain_terminal()
         registry.reap_ready()
+        spawns, children = spawn_mod.dropped()
+        if children:
+            print(f"{children} older finished {'child' if children == 1 else 'children'} ({spawns} "
+                  f"{'spawn' if spawns == 1 else 'spawns'}) dropped from the history; ProcMagics.history "
+                  f"keeps the newest {self.history}")
         from .widgets import show_dashboard
 
         show_dashboard(self.ctx)

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Deque
 
@@ -25,7 +26,7 @@ from .child_setup import SpawnWiring, prepare_parent
 from .context import Context
 from .router import Router, roomy
 
-__all__ = ["Settings", "SpawnOptions", "Spawn", "spawns", "subscribe", "spawn_of", "open_sockets"]
+__all__ = ["Settings", "SpawnOptions", "Spawn", "spawns", "subscribe", "spawn_of", "open_sockets", "retain", "dropped"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Settings:
     drain_timeout: float
     log_dir: str
     show_status: str
+    history: int
 
 
 @dataclass
@@ -57,8 +59,12 @@ class SpawnOptions:
 
 
 _numbers = itertools.count(1)
-_history: Deque["Spawn"] = collections.deque(maxlen=100)
-_by_proc: dict[int, "Spawn"] = {}
+# Running spawns, and finished ones up to Settings.history children (see retain()). Each
+# spawn holds its children's Process objects: dropping it releases them, and _by_proc forgets
+# them by itself (its values are weak).
+_history: Deque["Spawn"] = collections.deque()
+_by_proc: "weakref.WeakValueDictionary[int, Spawn]" = weakref.WeakValueDictionary()
+_dropped = {"spawns": 0, "children": 0}
 _listeners: list[Callable[[str, "Spawn", Any], None]] = []
 
 #: Sockets of the kernel's side (router sources) and children's ends not yet handed over:
@@ -83,8 +89,26 @@ def emit(event: str, spawn: "Spawn", detail: Any = None) -> None:
 
 
 def spawns() -> list["Spawn"]:
-    """The last 100 spawns, oldest first."""
+    """The running spawns and the newest finished ones (``ProcMagics.history``), oldest first."""
     return list(_history)
+
+
+def retain(history: int) -> None:
+    """Drop the oldest finished spawns until the finished ones kept hold at most ``history``
+    children (running spawns are always kept)."""
+    kept = sum(len(s.procs) for s in _history if s.done)
+    for spawn in [s for s in _history if s.done]:
+        if kept <= history:
+            break
+        _history.remove(spawn)
+        kept -= len(spawn.procs)
+        _dropped["spawns"] += 1
+        _dropped["children"] += len(spawn.procs)
+
+
+def dropped() -> tuple[int, int]:
+    """How many finished spawns, and children in them, were dropped from the history so far."""
+    return _dropped["spawns"], _dropped["children"]
 
 
 def spawn_of(proc: Process) -> "Spawn | None":
@@ -254,6 +278,7 @@ class Spawn:
         self.finished_at = time.time()
         self.finished.set()
         emit("finished", self)
+        retain(self.settings.history)
 
 
 def _close_if_drained(proc: Process) -> None:

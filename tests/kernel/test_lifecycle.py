@@ -223,3 +223,24 @@ def test_kill_of_an_ended_child_says_so_in_a_sentence(k):
     cell = k.execute("%kill ticker")
     line = cell.text().strip()
     assert line.startswith("SIGTERM not sent to ticker (id ") and line.endswith("it has already ended"), line
+
+
+def test_a_long_session_stays_flat(k):
+    # Hundreds of spawns: the kernel's fds and procmagic.procs() stop growing once the history
+    # (ProcMagics.history finished children) is full, and %procs says how many were dropped.
+    k.execute("%config ProcMagics.history = 40")
+    loop = ("import os, procmagic\n"
+            "def fds():\n"
+            "    return len(os.listdir('/proc/self/fd'))\n"
+            "def burst(n):\n"
+            "    for i in range(n):\n"
+            "        get_ipython().run_cell_magic('spawn', '--name soak' + ('' if i % 3 else ' -n 2'), 'pass')\n")
+    k.execute(loop)
+    k.execute("burst(60)", timeout=300)
+    base = k.execute("print(fds(), len(procmagic.procs()))").text().split()
+    k.execute("burst(240)", timeout=600)
+    after = k.execute("print(fds(), len(procmagic.procs()))").text().split()
+    assert int(after[1]) <= 40 + 2, (base, after)  # one spawn of -n 2 may straddle the bound
+    assert int(after[0]) <= int(base[0]) + 2, f"fds grew from {base[0]} to {after[0]} over 240 spawns"
+    procs = k.execute("%procs")
+    assert "dropped from the history; ProcMagics.history keeps the newest 40" in procs.text(), procs.text()
