@@ -64,8 +64,10 @@ docs: setup
 	$(PY) -m mkdocs build --strict --quiet
 	@echo "docs: open build/site/index.html"
 
+# Every bench in bench/, one after the other (about ten minutes), then one table of figures,
+# ratios and targets (also written to build/bench/summary.md). BENCH_ARGS="--only core,queue".
 bench: setup
-	$(PY) bench/bench_core.py
+	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build artifacts *.egg-info .pytest_cache .mypy_cache

@@ -33,6 +33,7 @@ import time
 from typing import Callable
 
 from procmagic import Process
+from summary import figure
 
 # -- spawn to reap -----------------------------------------------------------------------------
 
@@ -252,6 +253,13 @@ def main() -> None:
             cells.append(f"{_ms(wall)} {wall / raw_wall:4.2f}x {_ms(cpu)} {cpu / raw_cpu:4.2f}x")
         print(f"  {name:44s}{cells[0]}      {cells[1]}")
     print()
+    ours, mp = SPAWNERS[1][0], SPAWNERS[3][0]
+    for size, table, rss in (("small", small, small_rss), ("big", big, big_rss)):
+        for kind, index in (("wall", 0), ("cpu", 1)):
+            figure(f"Process start+join at {rss:.0f} MB RSS ({kind})", table[ours][index] * 1e3,
+                   table[raw][index] * 1e3, "ms", target=1.1, better="lower", baseline_name="raw os.fork", aim=1.05)
+        figure(f"Process start+join at {rss:.0f} MB RSS (wall) vs multiprocessing", table[ours][0] * 1e3,
+               table[mp][0] * 1e3, "ms", target=1.0, better="lower", baseline_name="multiprocessing fork")
 
     print(f"pipe ping-pong, one message there and back (medians of {batches} batches x {per_batch} round trips)")
     print(f"{'':36s}{'raw socketpair':>24s}   {'Process.write/read':>24s}   {'ratio':>13s}")
@@ -264,6 +272,8 @@ def main() -> None:
             print(f"  {label:34s}{raw_wall * 1e6:8.1f} us {raw_cpu * 1e6:9.1f} us   "
                   f"{our_wall * 1e6:8.1f} us {our_cpu * 1e6:9.1f} us   "
                   f"{our_wall / raw_wall:5.2f}x {our_cpu / raw_cpu:5.2f}x")
+            figure(f"pipe ping-pong {kind} {size} B (cpu)", our_cpu * 1e6, raw_cpu * 1e6, "us",
+                   target=1.1, better="lower", baseline_name="raw socketpair")
     sys.stdout.flush()
 
 

@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 from jupyter_client.manager import KernelManager
+from summary import figure
 
 
 class Client:
@@ -166,6 +167,8 @@ def main() -> None:
         print(f"{name:34} {r['p50']:8.2f} {r['p95']:8.2f} {r['mean']:8.2f}{extra}")
     b = results["B  200 children, panel only"]
     cc = results["C  200 children + dashboard"]
+    figure("round trip p95 over 100s of children, with %procs / without", cc["p95"], b["p95"], "ms",
+           target=1.2, better="lower", baseline_name="panel only")
     print(f"\nwith the dashboard / without: p50 {cc['p50'] / b['p50']:.2f}x, "
           f"p95 {cc['p95'] / b['p95']:.2f}x, mean {cc['mean'] / b['mean']:.2f}x")
     a = results["A  idle, no children"]

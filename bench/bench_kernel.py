@@ -39,6 +39,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from summary import figure
+
 import zmq
 from jupyter_client.manager import KernelManager
 
@@ -467,6 +469,9 @@ def main() -> None:
             for rss_mb, values in ((small_rss, small), (big_rss, big)):
                 ratio = pct(values["%%spawn empty cell"], 50) / pct(values[raw], 50)
                 summary.append((f"%%spawn / raw fork cell, p50, {rss_mb} MB RSS", f"{ratio:.2f}x", "<= 1.10x", ratio <= 1.10))
+                figure(f"empty %%spawn cell round trip p50, {rss_mb} MB kernel", pct(values["%%spawn empty cell"], 50) * 1e3,
+                       pct(values[raw], 50) * 1e3, "ms", target=1.1, better="lower", baseline_name="raw os.fork cell",
+                       aim=1.05)
             sys.stdout.flush()
 
         if "2" in args.only:
@@ -484,6 +489,8 @@ def main() -> None:
                         print(f"   {name:38s} {size / MB:5.1f} MB {rate:8.2f} MB/s  {rate / base:5.2f}x kernel print")
                 ratio = statistics.median(res[f"{kind}: %%spawn --redirect"][1]) / base
                 summary.append((f"streaming {kind}, --redirect / kernel print", f"{ratio:.2f}x", ">= 1x (aim 2x)", ratio >= 1.0))
+                figure(f"20 MB {kind} --redirect to the client", statistics.median(res[f"{kind}: %%spawn --redirect"][1]),
+                       base, "MB/s", target=2.0, better="higher", baseline_name="kernel's own print")
             print("   target: %%spawn --redirect >= 1x the kernel's own print (aim 2x)")
             sys.stdout.flush()
 
@@ -498,6 +505,10 @@ def main() -> None:
             for name in ("%%spawn --bg", "%%spawn --bg --redirect"):
                 lag = pct(lags[name], 50)
                 summary.append((f"print-to-client p50, {name}", f"{lag * 1e3:.2f} ms", "< 1 ms (aim)", lag < 0.001))
+                raw_lags = lags["raw fork via ipykernel (flush)"]
+                for q, bound in ((50, 1.0), (95, 2.0)):
+                    figure(f"print-to-client p{q}, {name}", pct(lags[name], q) * 1e3, pct(raw_lags, q) * 1e3, "ms",
+                           target=bound, better="lower", absolute=True, baseline_name="forked child via ipykernel")
             sys.stdout.flush()
 
         if "4" in args.only:
@@ -525,13 +536,20 @@ def main() -> None:
                     bound = "<" if theirs.stuck else ""
                     summary.append((f"round trip p95 under load ({load}), spawn / mp", f"{bound}{ratio:.2f}x", "<= 0.5x",
                                     ratio <= 0.5 or theirs.stuck))
+                    figure(f"execute round trip p95, 8 printing children ({load})", pct(ours.samples, 95) * 1e3,
+                           pct(theirs.samples, 95) * 1e3, "ms", target=0.5, better="lower",
+                           baseline_name="8 multiprocessing children" + (" (swamped)" if theirs.stuck else ""))
+                    if "idle" in res4:
+                        figure(f"execute round trip p95, 8 printing children ({load}) vs idle", pct(ours.samples, 95) * 1e3,
+                               pct(res4["idle"].samples, 95) * 1e3, "ms", target=2.0, better="lower",
+                               baseline_name="idle kernel")
             sys.stdout.flush()
 
         if summary:
             print()
             print("summary (ratios in this run)")
-            for figure, value, target, met in summary:
-                print(f"   {figure:52s} {value:>9s}   target {target:14s} {'met' if met else 'MISSED'}")
+            for name, value, target, met in summary:
+                print(f"   {name:52s} {value:>9s}   target {target:14s} {'met' if met else 'MISSED'}")
             sys.stdout.flush()
     finally:
         for kernel in kernels:

@@ -22,6 +22,7 @@ import sysv_ipc
 
 from procmagic import Process
 from procmagic.core import queue as pm_queue
+from summary import figure
 
 SIZES = (64, 4096)
 COUNTS = {64: 200_000, 4096: 40_000}
@@ -253,6 +254,9 @@ def main() -> None:
             bound = n / max(pc, cc)
             print(f"  {size:>5}B  {v.name:<28} {rate:>10,.0f}/s {rate / raw_wall:5.2f}x   "
                   f"{pc / n * 1e6:5.2f} / {cc / n * 1e6:5.2f} {bound:>9,.0f}/s {bound / raw_cpu:5.2f}x")
+            if v.name.startswith("procmagic"):
+                figure(f"{v.name} {size} B, child -> parent (cpu-bound rate)", bound, raw_cpu, "msg/s",
+                       target=0.95, better="higher", baseline_name="raw sysv_ipc")
     print("\none process, send then receive (pairs per CPU second, ratio to raw sysv_ipc)")
     for size in SIZES:
         n = counts[size] // 2
