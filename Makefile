@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo setup bench clean typecheck test-compat lab docs chromium
+.PHONY: test demo setup bench clean typecheck test-compat lab docs chromium notebooks
 
 # A second interpreter and ipykernel 6 for the fork and kernel tests (Python 3.12+ is where the
 # fork DeprecationWarning exists). Skipped, with a note, where no Python 3.13 is installed.
@@ -55,9 +55,17 @@ test-compat:
 demo: setup
 	$(PY) notebooks/run_notebook.py notebooks/01-tour.ipynb --out build/demo --html
 
+# JupyterLab on notebooks/; with jupytext installed, saving a notebook also saves its .py source.
 lab: setup
-	@$(PY) -c 'import jupyterlab' 2>/dev/null || $(PY) -m pip install -q 'jupyterlab>=4'
 	$(VENV)/bin/jupyter-lab --ServerApp.root_dir=notebooks
+
+# Bring every notebook pair in step (the newer half wins, cell ids are kept) and clear outputs,
+# after editing either half outside JupyterLab. notebooks/README.md describes the format.
+NOTEBOOK_SOURCES = $(wildcard notebooks/[0-9][0-9]-*.py notebooks/solutions/*.py)
+notebooks: setup
+	$(VENV)/bin/jupytext --from py:hydrogen --set-kernel python3 --sync $(NOTEBOOK_SOURCES)
+	$(VENV)/bin/jupyter-nbconvert --clear-output --inplace --log-level=WARN $(NOTEBOOK_SOURCES:.py=.ipynb)
+	$(VENV)/bin/jupytext --from py:hydrogen --set-kernel python3 --sync $(NOTEBOOK_SOURCES)
 
 # The documentation site (MkDocs), warnings as errors, into build/site.
 docs: setup
