@@ -25,6 +25,8 @@ _SWOOLE_NUMBERS = {0: None, 1: "stream", 2: "dgram"}
 MAX_READ = 1 << 20
 
 _PEEK_SIZE = int(socket.MSG_PEEK | socket.MSG_TRUNC)  # a plain int: enum arithmetic costs ~1 us a call
+_NOW = int(socket.MSG_DONTWAIT)
+_PEEK_BUFFER = bytearray(1)  # MSG_TRUNC reports the whole length; the byte itself is never used
 
 
 def pipe_kind(pipe: Any) -> str | None:
@@ -92,33 +94,45 @@ def recv(
     if size <= 0:
         raise ValueError(f"size must be at least 1 byte, got {size}")
     size = min(int(size), MAX_READ)
-    if not (blocking and timeout is None and exit_fd is None and not exited and sock.getblocking()):
-        # Something besides the pipe bounds the wait (a time-out, the child's exit): poll first.
-        # Otherwise (in the child, say) the receive itself is the wait: one system call fewer.
-        deadline = time.monotonic() if not blocking or exited else _deadline(timeout)
-        ready, exit_seen = _wait(sock.fileno(), select.POLLIN, deadline, exit_fd)
-        if not ready:
-            if exited:
-                return b""
-            if exit_seen:
-                ready, _ = _wait(sock.fileno(), select.POLLIN, time.monotonic())
-                if not ready:
-                    return b""
-            elif not blocking:
-                raise BlockingIOError(errno.EAGAIN, "no data in the pipe yet (the pipe is non-blocking)")
-            else:
-                raise TimeoutError(f"no data arrived in the pipe within {timeout} s")
     try:
-        if message:
-            whole = sock.recv_into(bytearray(1), 1, _PEEK_SIZE)
-            if whole > size:
-                raise ValueError(
-                    f"the next message is {whole} bytes, larger than size={size}; it is still in "
-                    f"the pipe: read it with size>={whole}"
-                )
-        return sock.recv(size)
+        if blocking and timeout is None and exit_fd is None and not exited and sock.getblocking():
+            # Nothing but the pipe bounds the wait (in the child, say): the receive is the wait.
+            return _receive(sock, size, message, 0)
+        # Something else bounds it (a time-out, the child's exit); data already in the pipe
+        # needs no poll, so try first and poll only when the pipe is empty.
+        return _receive(sock, size, message, _NOW)
+    except BlockingIOError:
+        pass
     except ConnectionResetError:
         return b""
+    deadline = time.monotonic() if not blocking or exited else _deadline(timeout)
+    ready, exit_seen = _wait(sock.fileno(), select.POLLIN, deadline, exit_fd)
+    if not ready:
+        if exited:
+            return b""
+        if exit_seen:
+            ready, _ = _wait(sock.fileno(), select.POLLIN, time.monotonic())
+            if not ready:
+                return b""
+        elif not blocking:
+            raise BlockingIOError(errno.EAGAIN, "no data in the pipe yet (the pipe is non-blocking)")
+        else:
+            raise TimeoutError(f"no data arrived in the pipe within {timeout} s")
+    try:
+        return _receive(sock, size, message, 0)
+    except ConnectionResetError:
+        return b""
+
+
+def _receive(sock: socket.socket, size: int, message: bool, flags: int) -> bytes:
+    if message:  # a message larger than size stays in the pipe, whole
+        whole = sock.recv_into(_PEEK_BUFFER, 1, _PEEK_SIZE | flags)
+        if whole > size:
+            raise ValueError(
+                f"the next message is {whole} bytes, larger than size={size}; it is still in "
+                f"the pipe: read it with size>={whole}"
+            )
+    return sock.recv(size, flags)
 
 
 def send(sock: socket.socket | None, data: Any, timeout: float | None, blocking: bool, message: bool) -> int:
@@ -129,11 +143,18 @@ def send(sock: socket.socket | None, data: Any, timeout: float | None, blocking:
         data = data.encode("utf-8")
     elif not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
+    sent = 0
+    if type(data) is bytes and data:
+        try:  # the common case, a pipe with room: one system call, no views, no poll
+            sent = sock.send(data, _NOW)
+        except OSError:
+            pass  # full (EAGAIN), or an error the general path below meets again and explains
+        if sent == len(data) or (message and sent):
+            return sent
     view = memoryview(data).cast("B")
     if not len(view):
         raise ValueError("data to write is empty: an empty write would read as end-of-file")
     deadline = time.monotonic() if not blocking else _deadline(timeout)
-    sent = 0
     fd = sock.fileno()
     try:
         while sent < len(view):
