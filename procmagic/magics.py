@@ -7,6 +7,7 @@ usage line on bad input), build a spawn, run it in the foreground or the backgro
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import signal as _signal
 from typing import Any
 
@@ -24,6 +25,7 @@ from .kernel.cell import check_syntax, current_cell_number, make_target
 from .kernel.context import Context, context_for
 from .kernel.integration import Integration
 from .kernel import spawn as spawn_mod
+from .kernel.result import ResultCollector
 from .kernel.spawn import Settings, Spawn, SpawnOptions
 from .kernel.terminal import drain_terminal
 
@@ -54,6 +56,7 @@ class ProcMagics(Magics):
     term_grace = Float(2.0, help="Seconds between SIGTERM and SIGKILL (interrupts, --timeout, shutdown).").tag(config=True)
     drain_timeout = Float(2.0, help="Seconds to keep reading output after the children exited (descendants may hold the pipe).").tag(config=True)
     log_dir = Unicode("", help="Where logs of capped output go (default: a per-kernel folder in the temp dir).").tag(config=True)
+    result_limit = Int(4 * 1024**3, help="Bytes one child's --result value may take once serialised; past it the cell says so and binds nothing.").tag(config=True)
     show_status = Unicode("all", help="Which exit statuses to show when children end: all, failures or none.").tag(config=True)
     history = Int(1000, help="Finished children kept, with their spawns, for %procs, %wait and procmagic.get(); the oldest spawns are dropped past it.").tag(config=True)
 
@@ -61,6 +64,12 @@ class ProcMagics(Magics):
     def _check_cap(self, proposal: Any) -> int:
         if proposal["value"] < 1024:
             raise ValueError(f"output_cap must be at least 1024 characters, got {proposal['value']}")
+        return proposal["value"]  # type: ignore[no-any-return]
+
+    @validate("result_limit")
+    def _check_result_limit(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            raise ValueError(f"result_limit must be a positive number of bytes, got {proposal['value']}")
         return proposal["value"]  # type: ignore[no-any-return]
 
     @validate("flush_interval", "interrupt_grace", "term_grace", "drain_timeout")
@@ -106,6 +115,8 @@ class ProcMagics(Magics):
               help="Signal sent to the children when the cell is interrupted (default SIGINT).")
     @argument("--force", action="store_true", help="Fork even though the threaded-fork guard refuses (a warning shows).")
     @argument("--out", metavar="VAR", help="Bind the child's Process (a list with -n) to VAR in the notebook.")
+    @argument("--result", metavar="VAR",
+              help="When the spawn ends, bind the value of the child's last expression to VAR (a list in worker order with -n).")
     @cell_magic
     def spawn(self, line: str, cell: str) -> None:
         """Run the cell's body in a child forked from the kernel, with the notebook's variables
@@ -118,10 +129,17 @@ class ProcMagics(Magics):
         options = self._parse(line)
         source = check_syntax(self.shell, cell)
         spawn = self.integration.new_spawn(options, source)
+        collector = ResultCollector(spawn, options.result, self.shell) if options.result else None
         panel = self._show_panel(spawn)
         try:
-            spawn.start(make_target(self.shell, source, current_cell_number(self.shell)))
+            target = make_target(self.shell, source, current_cell_number(self.shell),
+                                 on_result=collector.send_from_child if collector else None)
+            spawn.start(collector.wrap(target) if collector else target)
+            if collector is not None:
+                collector.after_start()
         except BaseException as exc:
+            if collector is not None:
+                collector.abort()
             if panel is not None:
                 panel.fail(exc)
             if isinstance(exc, ForkRefused):
@@ -171,10 +189,13 @@ class ProcMagics(Magics):
                     raise bad(f"--queue KEY must be a positive integer, got {queue}")
         if args.out is not None and not args.out.isidentifier():
             raise bad(f"--out must name a Python variable, not {args.out!r}")
+        if args.result is not None and (not args.result.isidentifier() or keyword.iskeyword(args.result)):
+            raise bad(f"--result must name a Python variable, not {args.result!r}")
         if args.name is not None and (not args.name.strip() or args.name.isdigit()):
             raise bad(f"--name must be a non-empty name that is not a number (numbers are ids), got {args.name!r}")
         return SpawnOptions(redirect=args.redirect, bg=args.bg, name=args.name, pipe=pipe, n=args.n, queue=queue,
-                            timeout=timeout, signal_on_interrupt=sig, force=args.force, out=args.out)
+                            timeout=timeout, signal_on_interrupt=sig, force=args.force, out=args.out,
+                            result=args.result)
 
     # -- line magics ---------------------------------------------------------------------------
     @line_magic

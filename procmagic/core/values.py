@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ResultChannel", "Receiver", "Message", "Outcome", "NoResult", "ChildError", "RemoteTraceback",
-    "send_value", "send_error", "result_of", "record", "DEFAULT_LIMIT",
+    "send_value", "send_error", "result_of", "record", "claim_in_child", "no_value", "DEFAULT_LIMIT",
 ]
 
 VALUE, ERROR, FAILED = 1, 2, 3
@@ -420,6 +420,14 @@ def no_value(status: "ExitStatus | None", what: str = "the child") -> Outcome:
     else:
         reason = "no value"
     return Outcome(False, error=NoResult(f"{what} {how} without sending a value", reason, status), reason=reason)
+
+
+def claim_in_child(keep: ResultChannel) -> None:
+    """In a child: close the child ends of every other channel (its siblings', made before it
+    forked), so each sibling's parent sees end of file when that sibling ends."""
+    for ch in list(_open):
+        if ch is not keep and ch.child.fileno() >= 0:
+            ch.child.close()
 
 
 def _after_fork_in_child() -> None:

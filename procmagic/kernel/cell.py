@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal as _signal
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from ..core.child import ExecFailed, _die_by, _exit_code_of
 from ..core.process import Process
@@ -35,7 +35,10 @@ def current_cell_number(shell: Any) -> int:
     return int(number) if isinstance(number, int) else max(1, int(shell.execution_count) - 1)
 
 
-def make_target(shell: Any, source: str, cell_number: int | None = None) -> Any:
+def make_target(shell: Any, source: str, cell_number: int | None = None,
+                on_result: Callable[[Process, Any], None] | None = None) -> Any:
+    """The child's target: run the body in the child's shell. ``on_result(proc, execution)``
+    gets IPython's ExecutionResult once the body has run (``--result``)."""
     def run_cell_in_child(proc: Process) -> int:
         shell.user_ns["proc"] = proc
         original_showtraceback = shell.showtraceback
@@ -57,6 +60,8 @@ def make_target(shell: Any, source: str, cell_number: int | None = None) -> Any:
             cache = shell.compile.cache
             shell.compile.cache = lambda code, number=0, raw_code=None: cache(code, cell_number, raw_code)
         result = shell.run_cell(source, store_history=False, silent=False)
+        if on_result is not None:
+            on_result(proc, result)
         error = result.error_before_exec or result.error_in_exec
         if error is None:
             return 0

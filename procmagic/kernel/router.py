@@ -86,13 +86,15 @@ BACKGROUND_BUDGET = ReadBudget()
 class Source:
     """One fd the router reads: a raw byte stream (a redirected child's pipe) or a channel."""
 
-    def __init__(self, sock: socket.socket, framed: bool, worker: int | None, name: str, owned: bool) -> None:
+    def __init__(self, sock: socket.socket, framed: bool, worker: int | None, name: str, owned: bool,
+                 handler: Callable[[], bool] | None = None) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.framed = framed
         self.worker = worker
         self.name = name  # the stream a raw source publishes as
         self.owned = owned  # close the socket at EOF
+        self.handler = handler  # reads the source itself (a result channel): returns False at EOF
         self.frames = FrameReader() if framed else None
         self.decoders = {"stdout": _decoder(), "stderr": _decoder()}
         self.last_read_at = float("-inf")  # monotonic time of the last read
@@ -146,9 +148,11 @@ class Router:
 
     # -- sources -------------------------------------------------------------------------------
     def add(self, sock: socket.socket, *, framed: bool, worker: int | None = None, name: str = "stdout",
-            owned: bool = True) -> Source:
+            owned: bool = True, handler: Callable[[], bool] | None = None) -> Source:
+        """Read ``sock`` for the spawn; with ``handler``, the driver calls it instead when the
+        socket is readable (another module's data on the same driver, e.g. ``--result``)."""
         sock.setblocking(False)
-        source = Source(sock, framed, worker, name, owned)
+        source = Source(sock, framed, worker, name, owned, handler)
         self.sources[source.fd] = source
         return source
 
@@ -173,6 +177,8 @@ class Router:
         source = self.sources.get(fd)
         if source is None:
             return False
+        if source.handler is not None:
+            return source.handler()
         started = time.monotonic()
         try:
             data = source.sock.recv(_READ)

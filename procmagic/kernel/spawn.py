@@ -42,6 +42,7 @@ class Settings:
     log_dir: str
     show_status: str
     history: int
+    result_limit: int
 
 
 @dataclass
@@ -56,6 +57,7 @@ class SpawnOptions:
     signal_on_interrupt: int = 2
     force: bool = False
     out: str | None = None
+    result: str | None = None  # --result VAR (see result.py)
 
 
 _numbers = itertools.count(1)
@@ -73,7 +75,8 @@ open_sockets: set[socket.socket] = set()
 
 
 def subscribe(listener: Callable[[str, "Spawn", Any], None]) -> Callable[[], None]:
-    """``listener(event, spawn, detail)`` on ``"started"``, ``"status"`` and ``"finished"``."""
+    """``listener(event, spawn, detail)`` on ``"started"``, ``"status"``, ``"ending"`` (all
+    output published, ``finished`` not yet set) and ``"finished"``."""
     _listeners.append(listener)
     return lambda: _listeners.remove(listener) if listener in _listeners else None
 
@@ -276,6 +279,7 @@ class Spawn:
             except Exception:
                 pass
         self.finished_at = time.time()
+        emit("ending", self)  # before anyone waiting on `finished` wakes (--result binds here)
         self.finished.set()
         emit("finished", self)
         retain(self.settings.history)

@@ -85,7 +85,11 @@ class Kernel:
             if (msg["parent_header"].get("msg_id") == cell.msg_id and msg["msg_type"] == "status"
                     and msg["content"]["execution_state"] == "idle"):
                 idle = True
-        cell.reply = self.kc.get_shell_msg(timeout=timeout)["content"]
+        while True:  # skip stray replies (a second kernel_info_reply from wait_for_ready)
+            reply = self.kc.get_shell_msg(timeout=timeout)
+            if reply.get("parent_header", {}).get("msg_id") == cell.msg_id:
+                break
+        cell.reply = reply["content"]
         cell.outputs = self.outputs(cell.msg_id)
         return cell
 
