@@ -1,18 +1,41 @@
 """Where a spawn's output goes and which loops drive it: a Jupyter kernel, or a terminal.
 
-The kernel context publishes with ``session.send`` on the kernel's IOPub socket, under the
-parent header captured when the cell ran, so output lands in the spawning cell whatever runs
-since. Background output is read on the IOPub thread's own event loop, which keeps running
-while a synchronous cell blocks the main thread (procmagic adds no thread of its own).
+The kernel context publishes with ``session.send`` under the parent header captured when the
+cell ran, so output lands in the spawning cell whatever runs since. Background output is read
+on the IOPub thread's own event loop, which keeps running while a synchronous cell blocks the
+main thread (procmagic adds no thread of its own).
+
+The IOPub thread must never wait on itself (docs/reliability.md, "Publishing from the IOPub
+thread"). ipykernel's ``kernel.iopub_socket`` is a ``BackgroundSocket``: each send appends a
+callback to ``IOPubThread._events`` and wakes the IOPub thread with one zmq message on a PUSH
+socket of the calling thread's own (``_event_pipe``). Only the IOPub thread's loop reads that
+pipe, and only between two loop iterations; a PUSH blocks once about 2,000 wake-ups are queued
+(send and receive high-water marks of 1,000). Code that sends through ``iopub_socket`` *on* the
+IOPub thread, many times within one loop iteration (128 ``--bg`` cells ending together: status
+lines, panel snapshots, widget closes), blocks in that send for ever, and the kernel with it.
+So, on the IOPub thread:
+
+- procmagic's publisher sends on the real socket, ``iopub_thread.socket``, which that thread
+  owns (ipykernel does the same for its own welcome messages);
+- ``guard_iopub_thread`` makes ``iopub_thread.schedule`` run the callback at once when it is
+  called on the IOPub thread itself (what its loop would do a moment later), so sends that do
+  not go through procmagic (ipywidgets' comm messages: ``session.send(kernel.iopub_socket)``)
+  never queue on that thread's own pipe. Other threads schedule exactly as before.
+
+Both rules hold in ipykernel 6 (PUB socket) and 7 (XPUB socket); neither socket blocks a
+sender (they drop for a subscriber that is far behind, as every kernel message does).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import threading
 from typing import Any, Callable
 
-__all__ = ["Context", "KernelContext", "TerminalContext", "context_for"]
+__all__ = ["Context", "KernelContext", "TerminalContext", "context_for", "guard_iopub_thread",
+           "on_iopub_thread"]
 
 Publish = Callable[[str, dict[str, Any]], None]
 
@@ -55,11 +78,15 @@ class KernelContext(Context):
         return getattr(self.shell, "parent_header", None)
 
     def publisher(self, header: Any) -> Publish:
-        session, socket = self.kernel.session, self.kernel.iopub_socket
+        kernel = self.kernel
+        session, background = kernel.session, kernel.iopub_socket
+        thread = getattr(kernel, "iopub_thread", None)
 
         def publish(msg_type: str, content: dict[str, Any]) -> None:
             ident = f"stream.{content['name']}".encode() if msg_type == "stream" else None
-            session.send(socket, msg_type, content, parent=header, ident=ident)
+            raw = getattr(thread, "socket", None) if on_iopub_thread(kernel) else None
+            # on the IOPub thread: straight onto the socket it owns, never onto its own event pipe
+            session.send(raw if raw is not None else background, msg_type, content, parent=header, ident=ident)
 
         return publish
 
@@ -99,6 +126,39 @@ class TerminalContext(Context):
                 print("\n".join(content.get("traceback", [])), file=sys.stderr)
 
         return publish
+
+
+def on_iopub_thread(kernel: Any) -> bool:
+    """True when the caller runs on the kernel's IOPub thread (in the kernel's own process)."""
+    thread = getattr(getattr(kernel, "iopub_thread", None), "thread", None)
+    return thread is not None and thread.ident == threading.get_ident()
+
+
+def guard_iopub_thread(kernel: Any) -> Callable[[], None]:
+    """Make ``kernel.iopub_thread.schedule(f)`` call ``f()`` at once when it is called on the
+    IOPub thread itself (see the module's docs); returns the function that undoes it."""
+    iopub = getattr(kernel, "iopub_thread", None)
+    original = getattr(iopub, "schedule", None)
+    if iopub is None or original is None or getattr(original, "_procmagic_guard", False):
+        return lambda: None
+    pid = os.getpid()
+
+    def schedule(f: Callable[[], Any]) -> Any:
+        if os.getpid() == pid and on_iopub_thread(kernel):
+            return f()  # what the IOPub loop would run next; queueing it could block this thread
+        return original(f)
+
+    schedule._procmagic_guard = True  # type: ignore[attr-defined]
+    iopub.schedule = schedule
+
+    def undo() -> None:
+        if getattr(iopub, "schedule", None) is schedule:
+            try:
+                del iopub.schedule  # back to the class's method
+            except AttributeError:
+                iopub.schedule = original
+
+    return undo
 
 
 def context_for(shell: Any) -> Context:

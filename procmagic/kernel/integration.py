@@ -22,7 +22,7 @@ from ..core.reaper import registry
 from ..core.signals import reserve_signal
 from ..core.status import ExitStatus
 from . import child_setup, spawn as spawn_mod, threads
-from .context import Context
+from .context import Context, guard_iopub_thread
 from .drivers import BackgroundDriver, run_foreground
 from .spawn import Settings, Spawn
 from .terminal import TerminalBackground, drain_terminal
@@ -52,6 +52,7 @@ class Integration:
                 _signal.SIGINT, "the kernel receives the notebook's interrupt as SIGINT; a handler here would "
                 "break the interrupt button (install it inside a child instead)")
             self._cleanups.append(lift_sigint)
+            self._cleanups.append(guard_iopub_thread(self.ctx.kernel))  # docs/reliability.md
             self._cached_fds = child_setup.kernel_fds(self.ctx.kernel)
         kernel, shell = self.ctx.kernel, self.shell
 
