@@ -51,9 +51,19 @@ test-compat:
 	fi
 
 # The tour notebook, executed in a real kernel without a browser; the executed notebook and an
-# HTML copy go to build/demo (examples/core_demo.py is the plain-Python example).
-demo: setup
-	$(PY) notebooks/run_notebook.py notebooks/01-tour.ipynb --out build/demo --html
+# HTML copy go to build/demo (examples/core_demo.py is the plain-Python example). The demo has a
+# venv of its own with the runtime and the `demo` extra only (no test tools, no browser driver),
+# so a first `make demo` is quick; `make test` sets up the full .venv.
+DEMO_VENV ?= .venv-demo
+DEMO_PY := $(DEMO_VENV)/bin/python
+demo: $(DEMO_VENV)/.installed
+	$(DEMO_PY) notebooks/run_notebook.py notebooks/01-tour.ipynb --out build/demo --html
+
+$(DEMO_VENV)/.installed: pyproject.toml
+	@test -x $(DEMO_PY) || $(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_PY) -m pip install -q --upgrade pip
+	$(DEMO_PY) -m pip install -q -e '.[demo]'
+	@touch $@
 
 # JupyterLab on notebooks/; with jupytext installed, saving a notebook also saves its .py source.
 lab: setup
@@ -78,4 +88,4 @@ bench: setup
 	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build artifacts *.egg-info .pytest_cache .mypy_cache
+	rm -rf $(VENV) $(DEMO_VENV) build artifacts *.egg-info .pytest_cache .mypy_cache
