@@ -74,6 +74,12 @@ def _check_perm(perm: Any) -> int:
     return int(perm)
 
 
+def _check_type(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= int(value) <= PARENT:
+        raise ValueError(f"{name} must be a message type from 1 to {PARENT} (PARENT), not {value!r}")
+    return int(value)
+
+
 def _identity(process: Any) -> tuple[int, int | None]:
     """(me, peer) for a handle owned by ``process`` in this process."""
     if process is None:
@@ -88,19 +94,25 @@ def attach(process: Any = None, key: Any = None, mode: Any = "balance", nowait: 
 
     ``key``: None creates a private queue (IPC_PRIVATE); an int attaches to the named queue with
     that key, creating it if needed; a :class:`Queue` joins that queue. A created queue has
-    permissions ``perm`` (0o600). ``capacity`` is in bytes (the kernel's default is
+    permissions ``perm`` (0o600). In orient mode, ``me`` is the type this handle pops and ``peer``
+    the type push() sends to without ``to=`` (by default the process's id and PARENT, the other
+    way round in the parent); a pool gives its workers' handles the pool's routing this way. ``capacity`` is in bytes (the kernel's default is
     kernel.msgmnb); above kernel.msgmnb it needs CAP_SYS_RESOURCE and is refused without it.
     """
-    unknown = set(options) - {"perm"}
+    unknown = set(options) - {"perm", "me", "peer"}
     if unknown:
         raise TypeError(f"use_queue() got unknown option(s) {sorted(unknown)}; the options are key, mode, nowait, "
-                        "capacity and perm")
+                        "capacity, perm, me and peer")
     mode = _mode(mode)
     if not isinstance(nowait, bool):
         raise TypeError(f"nowait must be True or False, not {nowait!r}")
     capacity = _limits.check_capacity(capacity)
     perm = _check_perm(options.get("perm", 0o600))
     me, peer = _identity(process)
+    if "me" in options:
+        me = _check_type(options["me"], "me")
+    if "peer" in options:
+        peer = _check_type(options["peer"], "peer")
     if isinstance(key, Queue):
         shared = key._shared
         if shared.freed:

@@ -8,8 +8,11 @@ under ``deadline()``; the leak fixture checks that each test leaves no worker, f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from typing import Any, Iterator
 
@@ -19,6 +22,7 @@ from procmagic import Manager, Pool, Process, ProcessStateError, QueueEmpty
 from procmagic.core import pool as pool_module
 from procmagic.core import queue as pmq
 
+from ..conftest import sysv_queue_ids
 from .helpers import deadline
 from procmagic.core import queue_registry
 
@@ -242,16 +246,46 @@ def test_a_balance_pool_lets_any_worker_take_a_message(results: pmq.Queue, stop_
     pool.shutdown(timeout=5)
 
 
-def test_a_pipe_pool_sends_over_each_workers_pipe(results: pmq.Queue, stop_pools: list[Pool]) -> None:
-    pool = Pool(2, ipc="pipe", on_message=lambda pool, data: results.push(f"{pool.worker_id}:{data.decode()}"))
+def test_a_pipe_pool_carries_messages_of_any_size_on_its_bus(results: pmq.Queue, stop_pools: list[Pool]) -> None:
+    def on_message(pool: Pool, data: bytes) -> None:
+        if data.startswith(b"relay "):  # worker to worker, a message many chunks long
+            pool.get_process(1).write(data[6:] * 40_000)
+        else:
+            results.push(f"{pool.worker_id}:{len(data)}:{hashlib.sha256(data).hexdigest()[:16]}")
+
+    pool = Pool(2, ipc="pipe", on_message=on_message)
     stop_pools.append(pool)
     pool.start(block=False)
+    big = os.urandom(3 * 1024 * 1024 + 7)
     pool.send(1, "one")
-    pool.send(0, b"zero")
-    assert sorted(take(results, 2)) == ["0:zero", "1:one"]
-    with pytest.raises(ValueError, match="larger than the 65536 bytes"):
-        pool.send(0, b"x" * (pool_module.PIPE_MESSAGE_MAX + 1))
+    pool.send(0, big)
+    pool.send(0, b"relay abcdefgh")
+    expected = {f"1:3:{hashlib.sha256(b'one').hexdigest()[:16]}",
+                f"0:{len(big)}:{hashlib.sha256(big).hexdigest()[:16]}",
+                f"1:320000:{hashlib.sha256(b'abcdefgh' * 40_000).hexdigest()[:16]}"}
+    assert set(take(results, 3)) == expected
+    with pytest.raises(ValueError, match="refuses empty data"):
+        pool.send(0, b"")
     assert all(st.ok for st in pool.shutdown(timeout=5).values())
+
+
+def test_a_pipe_message_waits_in_its_inbox_for_the_respawned_worker(results: pmq.Queue,
+                                                                    stop_pools: list[Pool]) -> None:
+    def on_message(pool: Pool, data: bytes) -> None:
+        if data == b"die":
+            os._exit(7)
+        results.push(f"{pool.worker_id} {os.getpid()} {len(data)}")
+
+    pool = Pool(1, ipc="pipe", on_message=on_message, backoff=0.01)
+    stop_pools.append(pool)
+    pool.start(block=False)
+    first = pool.workers[0].pid
+    pool.send(0, b"die")
+    pool.send(0, b"y" * 200_000)  # sent while the worker dies: waits for the next one
+    (report,) = take_while_supervising(pool, results, 1)
+    wid, pid, size = report.split()
+    assert (wid, size) == ("0", "200000") and int(pid) != first
+    pool.shutdown(timeout=5)
 
 
 def test_a_message_waits_in_the_queue_for_the_respawned_worker(results: pmq.Queue, stop_pools: list[Pool]) -> None:
@@ -414,3 +448,139 @@ def test_manager_with_a_queue(results: pmq.Queue, stop_pools: list[Pool]) -> Non
     manager.send(1, "hello")
     assert take(results, 1) == ["1 hello"]
     assert all(st.ok for st in manager.shutdown(timeout=5).values())
+
+
+# -- signals to the pool's process, reload ---------------------------------------------------------
+_SCRIPT = """
+import os, signal, sys, time
+from procmagic import Pool
+
+def target(pool, wid):
+    time.sleep(600)
+
+def report(*words):
+    print(*words, flush=True)
+
+pool = Pool(2, target, ipc="queue", on_worker_exit=lambda pool, wid, st: report("exit", wid, st.code),
+            on_stop=lambda pool: report("on_stop", pool.queue.freed))
+pool.on("start", lambda pool: report("ready", pool.queue.id, *[p.pid for p in pool.workers.values()]))
+if sys.argv[1] == "block":
+    pool.start()
+else:
+    pool.start(block=False)
+    while pool.running:
+        signal.pause()  # not supervising: the pool's handler stops it right here
+report("returned", pool.running)
+"""
+
+
+@pytest.mark.parametrize("how", ["block", "no-block"])
+def test_sigterm_to_a_script_running_a_pool_stops_it_cleanly(how: str) -> None:
+    script = subprocess.Popen([sys.executable, "-c", _SCRIPT, how], stdout=subprocess.PIPE, text=True)
+    try:
+        with deadline():
+            words = script.stdout.readline().split()  # type: ignore[union-attr]
+        assert words[0] == "ready", words
+        queue_id, pids = int(words[1]), [int(w) for w in words[2:]]
+        assert queue_id in sysv_queue_ids()
+        script.send_signal(signal.SIGTERM)
+        out, _ = script.communicate(timeout=WAIT)
+    finally:
+        if script.poll() is None:
+            script.kill()
+            script.communicate()
+    assert script.returncode == 0, out
+    lines = out.splitlines()
+    assert sorted(lines[:2]) == ["exit 0 0", "exit 1 0"]  # each stopped by SIGTERM (WorkerStop), none killed
+    assert lines[2:] == ["on_stop True", "returned False"]
+    assert queue_id not in sysv_queue_ids()
+    assert all(not os.path.exists(f"/proc/{pid}") for pid in pids)
+
+
+def test_keyboard_interrupt_stops_the_pool_with_its_callbacks() -> None:
+    events: list[str] = []
+
+    def interrupt(signo: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    pool = Pool(2, lambda pool, wid: time.sleep(WAIT * 3), ipc="queue",
+                on_worker_exit=lambda pool, wid, st: events.append(f"exit {wid} {st.code}"),
+                on_stop=lambda pool: events.append("stop"))
+    pool.start(block=False)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    outer = signal.getitimer(signal.ITIMER_REAL)[0]
+    started = time.monotonic()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(KeyboardInterrupt):
+            pool.wait()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL, max(0.001, outer - (time.monotonic() - started)))
+    assert sorted(events[:2]) == ["exit 0 0", "exit 1 0"] and events[2:] == ["stop"]
+    assert pool.queue.freed and not pool.running
+
+
+def test_reload_restarts_one_worker_at_a_time(results: pmq.Queue) -> None:
+    seen: list[tuple[int, int, dict[int, int]]] = []
+
+    def on_exit(pool: Pool, wid: int, status: Any) -> None:  # what runs while each old worker ends
+        seen.append((wid, status.pid, {w: p.pid for w, p in pool.workers.items()}))
+
+    pool = Pool(3, lambda pool, wid: time.sleep(WAIT * 3), on_worker_exit=on_exit)
+    pool.start(block=False)
+    try:
+        old = {w: p.pid for w, p in pool.workers.items()}
+        assert pool.reload(timeout=5) == [0, 1, 2]
+        new = {w: p.pid for w, p in pool.workers.items()}
+        assert sorted(new) == [0, 1, 2] and all(new[w] != old[w] for w in old)
+        assert [(wid, pid) for wid, pid, _ in seen] == [(0, old[0]), (1, old[1]), (2, old[2])]
+        for wid, _, live in seen:  # when worker wid stopped, the ones before it were new already
+            assert all(live[w] == new[w] for w in range(wid)) and all(live[w] == old[w] for w in range(wid + 1, 3))
+        assert all(st.code == 0 for _, st in pool.statuses)  # stopped by the ladder's SIGTERM
+    finally:
+        pool.shutdown(timeout=5)
+
+
+def test_a_worker_that_fails_to_start_stops_the_reload(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = Pool(3, lambda pool, wid: time.sleep(WAIT * 3), backoff=0.01)
+    pool.start(block=False)
+    try:
+        old = {w: p.pid for w, p in pool.workers.items()}
+        real_start = Process.start
+
+        def failing_for_worker_1(self: Process, *args: Any, **kwargs: Any) -> int:
+            if self.worker == 1:
+                raise OSError(11, "fork() failed, nothing was started")
+            return real_start(self, *args, **kwargs)
+
+        monkeypatch.setattr(Process, "start", failing_for_worker_1)
+        with pytest.raises(pool_module.ReloadError, match=r"stopped at worker 1: its fork failed.*workers \[0\] were "
+                           r"restarted, workers \[2\] still run their old processes"):
+            pool.reload(timeout=5)
+        monkeypatch.setattr(Process, "start", real_start)
+        assert pool.workers[0].pid != old[0] and pool.workers[2].pid == old[2] and 1 not in pool.workers
+        with deadline():
+            while 1 not in pool.workers:  # the pool goes on: worker 1 is forked after its back-off
+                pool.wait(0.02)
+        assert pool.running
+    finally:
+        pool.shutdown(timeout=5)
+
+
+def test_a_queue_workers_process_pushes_to_the_parent_and_pops_its_own(stop_pools: list[Pool]) -> None:
+    def on_message(pool: Pool, data: bytes) -> None:
+        proc = pool.get_process()
+        proc.push(b"%d got %s" % (pool.worker_id, data))  # orient: to the parent (PARENT)
+
+    pool = Pool(2, ipc="queue", on_message=on_message)
+    stop_pools.append(pool)
+    pool.start(block=False)
+    pool.send(1, b"x")
+    pool.send(0, b"y")
+    with deadline():
+        got = sorted(pool.queue.pop() for _ in range(2))
+    assert got == [b"0 got y", b"1 got x"]
+    pool.shutdown(timeout=5)

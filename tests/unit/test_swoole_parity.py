@@ -9,6 +9,8 @@ Workers report to the test through a queue; every wait is bounded by ``deadline(
 from __future__ import annotations
 
 import os
+import signal
+import time
 from typing import Any, Iterator
 
 import pytest
@@ -106,3 +108,178 @@ def test_swoole_process_pool__getprocess_1(results: pmq.Queue) -> None:
     pool = Pool(1, target, respawn=False)
     pool.start()
     assert take(results, 1) == ["True"]
+
+
+def test_swoole_process_pool__shutdown() -> None:
+    """A worker's shutdown() stops the pool: its sleep is cut short by the pool's SIGTERM."""
+    pool = Pool(1, lambda pool, wid: (pool.shutdown(), time.sleep(WAIT * 3)), respawn=False)
+    pool.start()
+    assert [st.code for _, st in pool.statuses] == [0] and not pool.running
+
+
+def test_swoole_process_pool__master_pid(results: pmq.Queue) -> None:
+    """SIGTERM to the pool's process (its master_pid) stops the pool cleanly; start() returns."""
+    def target(pool: Pool, wid: int) -> None:
+        results.push(f"{pool.master_pid} {pool.worker_pid == os.getpid()}")
+        os.kill(pool.master_pid, signal.SIGTERM)
+        time.sleep(WAIT * 3)
+
+    stopped: list[bool] = []
+    pool = Pool(1, target, on_stop=lambda pool: stopped.append(pool.running))
+    pool.start()
+    assert take(results, 1) == [f"{os.getpid()} True"]
+    assert pool.master_pid == os.getpid() and stopped == [False]
+    assert [st.code for _, st in pool.statuses] == [0]  # stopped by the ladder (WorkerStop), not killed
+
+
+def test_swoole_process_pool__master_callback(results: pmq.Queue) -> None:
+    """running/worker_running/stopping: with its own SIGTERM handler, a worker never sees stopping."""
+    def target(pool: Pool, wid: int) -> None:
+        results.push(f"start {pool.running} {pool.worker_running} {pool.worker_id} {pool.worker_pid == os.getpid()}")
+
+        def own(signo: int, frame: Any) -> None:
+            raise SystemExit(0)  # PHP's sleep() returns on a signal; Python's resumes, so leave here
+
+        signal.signal(signal.SIGTERM, own)
+        pool.shutdown()
+        time.sleep(WAIT * 3)
+
+    def on_worker_stop(pool: Pool, wid: int) -> None:
+        results.push(f"stop {pool.running} {pool.worker_running} {pool.stopping}")
+
+    seen: list[str] = []
+    pool = Pool(1, target, on_worker_stop=on_worker_stop, respawn=False,
+                on_start=lambda pool: seen.append(f"start {pool.running}"),
+                on_stop=lambda pool: seen.append(f"stop {pool.running}"))
+    pool.start()
+    assert take(results, 2) == ["start True True 0 True", "stop False False False"]
+    assert seen == ["start True", "stop False"]
+
+
+def test_swoole_process_pool__msgqueue_2(results: pmq.Queue) -> None:
+    """Each worker's own Process carries the pool's queue: push in one, pop in the other."""
+    def target(pool: Pool, wid: int) -> None:
+        if wid == 0:
+            pool.get_process().push("hello world\n")
+        else:
+            results.push(pool.get_process().pop())
+            pool.shutdown()
+            time.sleep(WAIT * 3)
+
+    def on_worker_stop(pool: Pool, wid: int) -> None:
+        if wid == 1:
+            results.push("worker stop")
+
+    pool = Pool(2, target, ipc="queue", mode="balance", key=0x70000001, on_worker_stop=on_worker_stop)
+    pool.start()
+    assert take(results, 2) == ["hello world\n", "worker stop"]
+
+
+def test_swoole_process_pool__getprocess_2(results: pmq.Queue) -> None:
+    """A message larger than a pipe's 64 KiB, from worker 0 to worker 1 through get_process(1)."""
+    n = 70000
+
+    def target(pool: Pool, wid: int) -> None:
+        if wid == 0:
+            assert pool.get_process().pid == os.getpid() and pool.get_process(1).id == 1
+            pool.get_process(1).write(b"A" * n)
+            with pytest.raises(ValueError, match="worker_id must be from 0 to 1"):
+                pool.get_process(2)
+            if pool.recv() == b"shutdown":
+                results.push("shutdown")
+                pool.shutdown()
+                time.sleep(WAIT * 3)
+
+    def on_message(pool: Pool, data: bytes) -> None:
+        results.push(str(len(data)))
+        pool.get_process(0).write("shutdown")
+
+    pool = Pool(2, target, ipc="pipe", on_message=on_message)
+    pool.start()
+    assert take(results, 2) == [str(n), "shutdown"]
+
+
+def test_swoole_process_pool__getprocess_3(results: pmq.Queue) -> None:
+    """Worker 0 kills worker 1 by pid; once it is respawned, get_process(1) shows the new pid."""
+    def target(pool: Pool, wid: int) -> None:
+        if wid == 0:
+            peer = pool.get_process(1)
+            with deadline():
+                while peer.pid is None:
+                    time.sleep(0.01)
+                first = peer.pid
+                os.kill(first, signal.SIGTERM)
+                while peer.pid in (first, None):
+                    time.sleep(0.01)
+            results.push(str(peer.pid != first))
+            pool.shutdown()
+        time.sleep(WAIT * 3)
+
+    pool = Pool(2, target, backoff=0.01)
+    pool.start()
+    assert take(results, 1) == ["True"]
+
+
+def test_swoole_process_pool__message_bus(results: pmq.Queue) -> None:
+    """Messages from 8 KiB to 1 MiB, worker to worker, arrive whole and in order."""
+    sizes = [8192, 65536 - 5, 65536, 1024 * 1024, 123_457, 8193]
+    blobs = [os.urandom(size) for size in sizes]
+
+    def target(pool: Pool, wid: int) -> None:
+        if wid == 0:
+            for blob in blobs:
+                pool.get_process(1).write(blob)
+
+    received: list[bytes] = []
+
+    def on_message(pool: Pool, data: bytes) -> None:
+        received.append(data)
+        if len(received) == len(blobs):
+            results.push(str(received == blobs))
+            pool.shutdown()
+
+    pool = Pool(2, target, ipc="pipe", on_message=on_message)
+    pool.start()
+    assert take(results, 1) == ["True"]
+
+
+def test_swoole_process_pool__send_message_invalid_worker(results: pmq.Queue) -> None:
+    def target(pool: Pool, wid: int) -> None:
+        if wid == 0:
+            for bad in (-1, 2):
+                try:
+                    pool.send(bad, "hello")
+                except ValueError as exc:
+                    results.push(str(exc))
+            pool.shutdown()
+
+    pool = Pool(2, target, ipc="pipe", on_message=lambda pool, data: None)
+    pool.start()
+    assert take(results, 2) == [f"worker_id must be from 0 to 1 (pool 'pool' has 2), got {bad}" for bad in (-1, 2)]
+
+
+def test_swoole_process_pool__start_pool_twice_in_same_process() -> None:
+    for _ in range(2):
+        pool = Pool(1, lambda pool, wid: pool.shutdown(), respawn=False)
+        pool.start()
+        assert not pool.running
+
+
+def test_swoole_process_pool__reload(results: pmq.Queue) -> None:
+    """SIGUSR1 to the pool's process restarts every worker, and the pool goes on."""
+    def target(pool: Pool, wid: int) -> None:
+        results.push(f"{wid} {os.getpid()}")
+        time.sleep(WAIT * 3)
+
+    pool = Pool(2, target)
+    pool.start(block=False)
+    try:
+        first = dict(r.split() for r in take(results, 2))
+        os.kill(os.getpid(), signal.SIGUSR1)  # not supervising now: the handler reloads at once
+        second = dict(r.split() for r in take(results, 2))
+        assert set(first) == set(second) == {"0", "1"}
+        assert all(first[w] != second[w] for w in first)
+        assert {str(w): str(p.pid) for w, p in pool.workers.items()} == second
+        assert pool.running
+    finally:
+        pool.shutdown(timeout=5)
