@@ -14,7 +14,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Float, Int, Unicode, validate
+from traitlets import Float, Int, TraitError, Unicode, validate
 
 from .core import guard
 from .core.errors import ForkRefused
@@ -58,36 +58,40 @@ class ProcMagics(Magics):
     log_dir = Unicode("", help="Where logs of capped output go (default: a per-kernel folder in the temp dir).").tag(config=True)
     result_limit = Int(4 * 1024**3, help="Bytes one child's --result value may take once serialised; past it the cell says so and binds nothing.").tag(config=True)
     show_status = Unicode("all", help="Which exit statuses to show when children end: all, failures or none.").tag(config=True)
+    log_limit = Int(64 * 1024 * 1024, help="Characters one spawn's log of capped output may hold; past it the cell says so and the rest is not kept.").tag(config=True)
     history = Int(1000, help="Finished children kept, with their spawns, for %procs, %wait and procmagic.get(); the oldest spawns are dropped past it.").tag(config=True)
 
-    @validate("output_cap")
+    # Validators raise TraitError: %config then refuses the value and keeps the old one
+    # (traitlets rolls a held change back on TraitError only; a ValueError left it stored).
+    @validate("output_cap", "log_limit")
     def _check_cap(self, proposal: Any) -> int:
         if proposal["value"] < 1024:
-            raise ValueError(f"output_cap must be at least 1024 characters, got {proposal['value']}")
+            raise TraitError(f"{proposal['trait'].name} must be at least 1024 characters, got {proposal['value']}")
         return proposal["value"]  # type: ignore[no-any-return]
 
     @validate("result_limit")
     def _check_result_limit(self, proposal: Any) -> int:
         if proposal["value"] < 1:
-            raise ValueError(f"result_limit must be a positive number of bytes, got {proposal['value']}")
+            raise TraitError(f"result_limit must be a positive number of bytes, got {proposal['value']}")
         return proposal["value"]  # type: ignore[no-any-return]
 
     @validate("flush_interval", "interrupt_grace", "term_grace", "drain_timeout")
     def _check_seconds(self, proposal: Any) -> float:
-        if proposal["value"] < 0:
-            raise ValueError(f"{proposal['trait'].name} must be >= 0 seconds, got {proposal['value']}")
+        value = proposal["value"]
+        if not 0 <= value < float("inf"):  # also refuses nan, which compares false with anything
+            raise TraitError(f"{proposal['trait'].name} must be a finite number of seconds >= 0, got {value}")
         return proposal["value"]  # type: ignore[no-any-return]
 
     @validate("history")
     def _check_history(self, proposal: Any) -> int:
         if proposal["value"] < 0:
-            raise ValueError(f"history must be a number of children >= 0, got {proposal['value']}")
+            raise TraitError(f"history must be a number of children >= 0, got {proposal['value']}")
         return proposal["value"]  # type: ignore[no-any-return]
 
     @validate("show_status")
     def _check_show(self, proposal: Any) -> str:
         if proposal["value"] not in ("all", "failures", "none"):
-            raise ValueError(f"show_status must be 'all', 'failures' or 'none', got {proposal['value']!r}")
+            raise TraitError(f"show_status must be 'all', 'failures' or 'none', got {proposal['value']!r}")
         return proposal["value"]  # type: ignore[no-any-return]
 
     def __init__(self, shell: Any) -> None:

@@ -24,13 +24,13 @@ import atexit
 import json
 import os
 import stat as _stat
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import sysv_ipc
 
+from . import runtime
 from .reaper import registry as _reaper
 
 __all__ = ["QueueInfo", "queues", "sweep_queues", "registry_dir", "proc_table"]
@@ -108,34 +108,29 @@ def _matches(record: dict[str, Any], table: dict[int, Row]) -> tuple[bool, bool]
 
 # -- the records ---------------------------------------------------------------------------------
 def registry_dir(create: bool = False) -> str | None:
-    """This user's record directory: ``$PROCMAGIC_QUEUE_DIR``, else
-    ``$XDG_RUNTIME_DIR/procmagic-queues``, else ``/dev/shm/procmagic-queues-<uid>``, else one in
-    the temp dir. A directory that is not this user's own, or that others may read, is skipped."""
-    uid = os.geteuid()
+    """This user's record directory: ``$PROCMAGIC_QUEUE_DIR``, else ``queues`` in procmagic's
+    private runtime directory (``core.runtime``: ``$XDG_RUNTIME_DIR/procmagic`` or
+    ``<tempdir>/procmagic-<uid>``, verified 0700 and this user's). A directory that is a
+    symlink, not this user's own, or open to others is never used (None)."""
     if os.environ.get(ENV):
-        candidates = [os.environ[ENV]]
+        path = os.environ[ENV]
     else:
-        candidates = []
-        if os.environ.get("XDG_RUNTIME_DIR"):
-            candidates.append(os.path.join(os.environ["XDG_RUNTIME_DIR"], "procmagic-queues"))
-        candidates.append(f"/dev/shm/procmagic-queues-{uid}")
-        candidates.append(os.path.join(tempfile.gettempdir(), f"procmagic-queues-{uid}"))
-    for path in candidates:
         try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            if not create:
-                continue
-            try:
-                os.mkdir(path, 0o700)
-                st = os.lstat(path)
-            except OSError:
-                continue
+            path = os.path.join(runtime.runtime_dir(), "queues")
         except OSError:
-            continue
-        if _stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o077:
-            return path
-    return None
+            return None
+    if create:
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        except OSError:
+            return None
+    try:
+        runtime.verify_private_dir(path)
+    except OSError:
+        return None
+    return path
 
 
 def _name(msqid: int, pid: int) -> str:
@@ -168,7 +163,14 @@ def _unlink(path: str) -> None:
 
 def _load(path: str) -> dict[str, Any] | None:
     try:
-        with open(path) as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # never through a symlink
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd) as f:
+            st = os.fstat(f.fileno())
+            if not _stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                return None
             record = json.load(f)
     except (OSError, ValueError):
         return None
@@ -180,13 +182,16 @@ def _load(path: str) -> dict[str, Any] | None:
 
 
 def _dump(path: str, record: dict[str, Any]) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
+    """Write ``record`` to ``path`` through a new private file (O_EXCL, O_NOFOLLOW, 0600)."""
+    tmp: str | None = None
     try:
-        with open(tmp, "w") as f:
+        tmp, f = runtime.open_private(os.path.dirname(path), f"{os.path.basename(path)}.{os.getpid()}.tmp")
+        with f:
             json.dump(record, f)
         os.replace(tmp, path)  # readers see the old record or the new one, never half of one
     except OSError:
-        _unlink(tmp)
+        if tmp is not None:
+            _unlink(tmp)
 
 
 def _records() -> Iterator[tuple[str, dict[str, Any]]]:

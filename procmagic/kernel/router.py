@@ -31,6 +31,7 @@ import socket
 import time
 from typing import Any, Callable
 
+from ..core import runtime
 from .channel import MESSAGE, STDERR, STDOUT, FrameReader, decode_message
 
 __all__ = ["Router", "Source", "ReadBudget", "BACKGROUND_BUDGET", "roomy"]
@@ -112,7 +113,9 @@ class Router:
         cap: int,
         interval: float,
         chunk: int = 256 * 1024,
-        log_path: str | None = None,
+        log_dir: str | None = None,
+        log_name: str | None = None,
+        log_limit: int = 64 * 1024 * 1024,
         pause_above: int = 8 * 1024 * 1024,
         quiet: float = 0.005,
         burst: int = 10,
@@ -141,8 +144,14 @@ class Router:
         self.published = 0
         self.withheld = 0
         self._cap_noticed = False
-        self._log_path = log_path
+        self._log_dir = log_dir  # None: this process's private directory (core.runtime)
+        self._log_name = log_name  # None: no log
+        self._log_path: str | None = None  # set once the log is created
+        self.log_limit = log_limit
         self._log: Any = None
+        self._log_written = 0
+        self._log_state = "unopened"  # "open", "full" (the limit), "failed" (could not write)
+        self._notices: list[str] = []  # log notices, kept out of the cap's count
         self.messages = 0
         self.on_message: Callable[[str, dict[str, Any]], None] | None = None  # widgets listen here
 
@@ -301,6 +310,9 @@ class Router:
             text = "".join("".join(parts) for (w, n), parts in pending.items() if n == name)
             if text:
                 self._send_stream(name, text)
+        notices, self._notices = self._notices, []
+        for notice in notices:
+            self._send_stream("stderr", notice, count=False)
         self._last_flush = now if now is not None else time.monotonic()
 
     def _send_stream(self, name: str, text: str, count: bool = True) -> None:
@@ -318,10 +330,10 @@ class Router:
         if count and self.published >= self.cap and not self._cap_noticed:
             self._cap_noticed = True
             self.messages += 1
+            kept = f"kept in {self._log_path}" if self._log_state == "open" else "not kept (see above)"
             self._publish("stream", {"name": "stderr", "text": (
                 f"\n[procmagic] output reached the cap of {_size(self.cap)} "
-                f"(%config ProcMagics.output_cap); the rest is withheld from the notebook and kept in "
-                f"{self._log_path}\n")})
+                f"(%config ProcMagics.output_cap); the rest is withheld from the notebook and {kept}\n")})
 
     # -- messages ------------------------------------------------------------------------------
     def message(self, msg_type: str, content: dict[str, Any]) -> None:
@@ -334,12 +346,48 @@ class Router:
 
     # -- the log -------------------------------------------------------------------------------
     def _write_log(self, text: str) -> None:
-        if self._log_path is None:
+        """Keep ``text`` in the spawn's log: a private file (created exclusively, never through a
+        symlink, mode 0600), at most ``log_limit`` characters."""
+        if self._log_name is None or self._log_state in ("full", "failed"):
             return
-        if self._log is None:
-            os.makedirs(os.path.dirname(self._log_path), mode=0o700, exist_ok=True)
-            self._log = open(self._log_path, "w", encoding="utf-8", errors="replace")
-        self._log.write(text)
+        try:
+            if self._log is None:
+                directory = self._log_dir or runtime.process_dir()
+                if self._log_dir:
+                    os.makedirs(directory, mode=0o700, exist_ok=True)
+                self._log_path, self._log = runtime.open_private(directory, self._log_name, "w", encoding="utf-8",
+                                                                 errors="replace")
+                self._log_state = "open"
+            room = self.log_limit - self._log_written
+            if len(text) >= room:
+                self._log.write(text[:room])
+                self._log.write(f"\n[procmagic] this log reached its limit of {_size(self.log_limit)} "
+                                "(%config ProcMagics.log_limit); later output is not kept\n")
+                self._log_written = self.log_limit
+                self._log.close()
+                self._log, self._log_state = None, "full"
+                self._log_notice(f"[procmagic] the log {self._log_path} reached its limit of "
+                                 f"{_size(self.log_limit)} (%config ProcMagics.log_limit); output past it is "
+                                 "not kept there\n")
+                return
+            self._log.write(text)
+            self._log_written += len(text)
+        except OSError as exc:
+            self._log_state = "failed"
+            if self._log is not None:
+                try:
+                    self._log.close()
+                except OSError:
+                    pass
+                self._log = None
+            where = self._log_path or os.path.join(self._log_dir or "the private runtime directory", self._log_name)
+            self._log_notice(f"[procmagic] cannot write the log {where}: {exc.strerror or exc}; output "
+                             "past the cap is not kept\n")
+
+    def _log_notice(self, text: str) -> None:
+        """A notice about the log, published with the next flush (the text being added when it
+        happens is pending, so one comes), outside the cap."""
+        self._notices.append(text)
 
     def close(self) -> str | None:
         """Close every source and the log. Returns the log's path when output was withheld
@@ -350,17 +398,22 @@ class Router:
         if self._log is not None:
             self._log.close()
             self._log = None
-            if not self.withheld:
-                try:
-                    os.unlink(self._log_path)  # type: ignore[arg-type]
-                except OSError:
-                    pass
+        if self._log_path is not None and not self.withheld:
+            try:
+                os.unlink(self._log_path)  # the notebook has all of it
+            except OSError:
+                pass
         if self.withheld:
+            if self._log_state == "open":
+                where = f"the full output is in {self._log_path}"
+            elif self._log_state == "full":
+                where = f"the first {_size(self.log_limit)} of output are in {self._log_path}"
+            else:
+                where = "it could not be kept in a log"
             self.messages += 1
             self._publish("stream", {"name": "stderr", "text": (
-                f"[procmagic] {_size(self.withheld)} of output withheld past the cap; the full output "
-                f"is in {self._log_path}\n")})
-            return self._log_path
+                f"[procmagic] {_size(self.withheld)} of output withheld past the cap; {where}\n")})
+            return self._log_path if self._log_state in ("open", "full") else None
         return None
 
 

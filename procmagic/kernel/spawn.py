@@ -12,7 +12,6 @@ import itertools
 import os
 import socket
 import sys
-import tempfile
 import threading
 import time
 import weakref
@@ -40,6 +39,7 @@ class Settings:
     term_grace: float
     drain_timeout: float
     log_dir: str
+    log_limit: int
     show_status: str
     history: int
     result_limit: int
@@ -118,8 +118,9 @@ def spawn_of(proc: Process) -> "Spawn | None":
     return _by_proc.get(proc.id)
 
 
-def _log_dir(settings: Settings) -> str:
-    return settings.log_dir or os.path.join(tempfile.gettempdir(), f"procmagic-{os.getuid()}", str(os.getpid()))
+def _log_name(name: str, number: int) -> str:
+    """The spawn's log file name: its name with path separators replaced, kept short."""
+    return f"{name.replace('/', '_').replace(os.sep, '_')[:100]}-{number}.log"
 
 
 class Spawn:
@@ -144,9 +145,10 @@ class Spawn:
         self.log_path: str | None = None
         self.driver: Any = None
         self.queue: Any = None
-        log = os.path.join(_log_dir(settings), f"{self.name.replace('/', '_')}-{self.number}.log")
+        # the log goes to this kernel's private directory (core.runtime) unless log_dir is set
         self.router = Router(self.publish, label_workers=options.n > 1, cap=settings.output_cap,
-                             interval=settings.flush_interval, log_path=log)
+                             interval=settings.flush_interval, log_dir=settings.log_dir or None,
+                             log_name=_log_name(self.name, self.number), log_limit=settings.log_limit)
 
     @property
     def done(self) -> bool:
