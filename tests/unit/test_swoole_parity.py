@@ -18,6 +18,7 @@ import pytest
 from procmagic import Pool, Process
 from procmagic.core import affinity
 from procmagic.core import queue as pmq
+from procmagic.core import queue_limits
 from procmagic.core import queue_registry
 
 from .helpers import deadline
@@ -79,6 +80,92 @@ def test_set_affinity_refuses_cpus_outside_the_allowed_set() -> None:
     outside = max(affinity.allowed_cpus()) + 1
     with pytest.raises(ValueError, match=r"are not all available: this process may use CPUs \[.*\].*not \[%d\]" % outside):
         proc.set_affinity([0, outside])
+
+
+def test_swoole_process__pop() -> None:
+    proc = Process(lambda proc: None, pipe=None)
+    proc.use_queue()
+    proc.push("SUCCESS")
+    assert proc.pop() == b"SUCCESS"
+    proc.free_queue()
+
+
+def test_swoole_process__push() -> None:
+    proc = Process(lambda proc: None, pipe=None)
+    proc.use_queue()
+    proc.start()
+    proc.push("\0")  # one NUL byte is a message (empty data is refused)
+    proc.free_queue()
+    assert proc.join(timeout=WAIT).ok
+
+
+def test_swoole_process__freeQueue() -> None:
+    proc = Process(lambda proc: None, pipe=None)
+    assert proc.use_queue() is proc.queue
+    proc.start()
+    proc.free_queue()
+    assert proc.queue.freed and proc.join(timeout=WAIT).ok
+
+
+def test_swoole_process__useQueue(results: pmq.Queue) -> None:
+    def target(proc: Process) -> None:
+        results.push(proc.pop())
+
+    proc = Process(target, pipe=None)
+    proc.use_queue()
+    proc.start()
+    proc.push("SUCCESS")
+    assert take(results, 1) == ["SUCCESS"]
+    assert proc.join(timeout=WAIT).ok
+    proc.free_queue()
+
+
+def test_swoole_process__process_push(results: pmq.Queue) -> None:
+    def target(proc: Process) -> None:
+        results.push(proc.pop())
+        proc.exit(0)
+
+    proc = Process(target, pipe=None)
+    proc.use_queue()
+    proc.start()
+    proc.push("hello worker\n")
+    assert take(results, 1) == ["hello worker\n"]
+    assert proc.join(timeout=WAIT).ok
+    proc.free_queue()
+
+
+def test_swoole_process__process_msgqueue() -> None:
+    proc = Process(lambda proc: None, pipe=None)
+    proc.use_queue()
+    sent = [f"hello worker[{i}]".encode() for i in range(1, 11)]
+    for data in sent:
+        proc.push(data)
+    stat = proc.stat_queue()
+    assert (stat.messages, stat.bytes) == (10, sum(map(len, sent)))
+    proc.free_queue()
+
+
+def test_swoole_process__msgq_capacity() -> None:
+    """A queue given a capacity larger than kernel.msgmnb holds that many bytes (Swoole: 64 MiB for
+    32 MiB of messages; here 2 MiB for 1 MiB). It needs CAP_SYS_RESOURCE, which procmagic checks."""
+    big = 2 * 1024 * 1024
+    if big > pmq.msgmnb() and not queue_limits.has_cap_sys_resource():
+        pytest.skip("a capacity above kernel.msgmnb needs CAP_SYS_RESOURCE")
+    proc = Process(lambda proc: None, pipe=None)
+    proc.use_queue(mode="orient", capacity=big)
+    try:
+        total, messages = 0, []
+        while total < big // 2:
+            data = os.urandom(4000 + len(messages) % 4000)
+            messages.append(data)
+            total += len(data)
+            proc.push(data, to=pmq.PARENT)
+        assert proc.stat_queue().bytes == total > pmq.msgmnb()
+        with deadline():
+            assert [proc.pop() for _ in messages] == messages
+        assert proc.stat_queue().bytes == 0
+    finally:
+        proc.free_queue()
 
 
 # -- tests/swoole_process_pool -------------------------------------------------------------------
