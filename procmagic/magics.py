@@ -262,6 +262,10 @@ class ProcMagics(Magics):
             print("no live procmagic children to wait for")
             return None
         statuses, running = self.integration.wait(procs, timeout)
+        if not self.ctx.terminal:  # the final panels and late output once more, from this cell:
+            from .widgets import settle  # nbclient (papermill, nbconvert) files them while it runs
+
+            settle(procs)
         for proc in running:
             print(f"{proc.name} (id {proc.id}, pid {proc.pid}) still running after {timeout} s")
         if statuses:

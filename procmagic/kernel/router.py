@@ -154,6 +154,7 @@ class Router:
         self._notices: list[str] = []  # log notices, kept out of the cap's count
         self.messages = 0
         self.on_message: Callable[[str, dict[str, Any]], None] | None = None  # widgets listen here
+        self.on_stream: Callable[[str, str], None] | None = None  # and here: (name, text) of each stream sent
 
     # -- sources -------------------------------------------------------------------------------
     def add(self, sock: socket.socket, *, framed: bool, worker: int | None = None, name: str = "stdout",
@@ -325,15 +326,20 @@ class Router:
                 self.withheld += len(text) - room
                 text = text[:room]
             self.published += len(text)
-        self.messages += 1
-        self._publish("stream", {"name": name, "text": text})
+        self._stream(name, text)
         if count and self.published >= self.cap and not self._cap_noticed:
             self._cap_noticed = True
-            self.messages += 1
             kept = f"kept in {self._log_path}" if self._log_state == "open" else "not kept (see above)"
-            self._publish("stream", {"name": "stderr", "text": (
+            self._stream("stderr", (
                 f"\n[procmagic] output reached the cap of {_size(self.cap)} "
-                f"(%config ProcMagics.output_cap); the rest is withheld from the notebook and {kept}\n")})
+                f"(%config ProcMagics.output_cap); the rest is withheld from the notebook and {kept}\n"))
+
+    def _stream(self, name: str, text: str) -> None:
+        """Every stream message goes out here."""
+        self.messages += 1
+        self._publish("stream", {"name": name, "text": text})
+        if self.on_stream is not None:
+            self.on_stream(name, text)
 
     # -- messages ------------------------------------------------------------------------------
     def message(self, msg_type: str, content: dict[str, Any]) -> None:
@@ -410,9 +416,7 @@ class Router:
                 where = f"the first {_size(self.log_limit)} of output are in {self._log_path}"
             else:
                 where = "it could not be kept in a log"
-            self.messages += 1
-            self._publish("stream", {"name": "stderr", "text": (
-                f"[procmagic] {_size(self.withheld)} of output withheld past the cap; {where}\n")})
+            self._stream("stderr", f"[procmagic] {_size(self.withheld)} of output withheld past the cap; {where}\n")
             return self._log_path if self._log_state in ("open", "full") else None
         return None
 

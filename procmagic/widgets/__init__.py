@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["show_panel", "show_dashboard", "dashboard_text", "current_hub", "panels", "dashboards", "panel_of"]
+__all__ = ["show_panel", "show_dashboard", "dashboard_text", "current_hub", "panels", "dashboards", "panel_of",
+           "settle"]
 
 
 def show_panel(spawn: Any) -> Any:
@@ -17,6 +18,16 @@ def show_panel(spawn: Any) -> Any:
     from .panel import show_panel as _show
 
     return _show(spawn)
+
+
+def settle(procs: list[Any], timeout: float = 5.0) -> None:
+    """``%wait``: publish the final panels of the spawns of ``procs`` (and what they printed after
+    their cells finished) again from the waiting cell, where nbclient files them."""
+    from ..kernel.spawn import spawn_of
+    from .panel import settle as _settle
+
+    spawns = {s.number: s for s in (spawn_of(p) for p in procs) if s is not None}
+    _settle(list(spawns.values()), timeout)
 
 
 def show_dashboard(ctx: Any) -> Any:

@@ -40,16 +40,22 @@ def shared(name: str) -> Any:
             button_style=w.ButtonStyle(),
             small_style=w.ButtonStyle(font_size="11px"),
             auto=w.Layout(width="auto"),
-            button=w.Layout(width="auto", height="26px", margin="2px 4px 2px 0"),
-            small=w.Layout(width="auto", height="24px", padding="0 6px", margin="1px 2px"),
-            row=w.Layout(align_items="center", margin="0"),
-            text=w.Layout(width="320px", height="26px"),
+            # HTML beside buttons in a row: takes the room left, may shrink and wrap its text
+            facts=w.Layout(width="auto", flex="1 1 auto", min_width="0"),
+            # buttons never shrink, whatever the text beside them (flex-shrink 0, a minimum width)
+            button=w.Layout(width="auto", min_width="fit-content", height="26px", margin="2px 4px 2px 0",
+                            flex="0 0 auto"),
+            small=w.Layout(width="auto", min_width="fit-content", height="24px", padding="0 6px", margin="1px 2px",
+                           flex="0 0 auto"),
+            row=w.Layout(align_items="center", margin="0", flex_flow="row wrap"),  # wraps under the buttons
+            line=w.Layout(align_items="center", margin="0", flex_flow="row nowrap"),  # a child's row
+            text=w.Layout(width="320px", max_width="100%", height="26px", flex="0 1 auto"),
         )
     return _shared[name]
 
 
-def html(value: str = "", owned: list[Any] | None = None, cls: str = "") -> w.HTML:
-    widget = w.HTML(value=value, layout=shared("auto"), style=shared("html_style"), _dom_classes=(cls,) if cls else ())
+def html(value: str = "", owned: list[Any] | None = None, cls: str = "", layout: str = "auto") -> w.HTML:
+    widget = w.HTML(value=value, layout=shared(layout), style=shared("html_style"), _dom_classes=(cls,) if cls else ())
     if owned is not None:
         owned.append(widget)
     return widget
@@ -94,10 +100,10 @@ class _Row:
     def __init__(self, pool: "RowPool") -> None:
         self.proc: Process | None = None
         self.changed = float("-inf")  # when the row last switched from one child to another
-        self.html = html(owned=pool.owned, cls="pm-row-facts")
+        self.html = html(owned=pool.owned, cls="pm-row-facts", layout="facts")
         self.buttons = action_buttons(pool.owned, self._act, small=True)
         # the buttons first: they line up whatever the facts' width
-        self.box = w.HBox([*self.buttons, self.html], layout=shared("row"), _dom_classes=("pm-row",))
+        self.box = w.HBox([*self.buttons, self.html], layout=shared("line"), _dom_classes=("pm-row",))
         pool.owned.append(self.box)
         self.pool = pool
 

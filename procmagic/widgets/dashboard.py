@@ -1,7 +1,8 @@
 """``%procs``: the live dashboard of processes, queue traffic, alarms and reaped exit statuses.
 
-One dashboard is live at a time: showing a new one leaves the previous one as a static snapshot
-(and closes its widgets). In a terminal, ``%procs`` prints the same four parts as text.
+One dashboard is live at a time: showing a new one leaves the previous one as a static snapshot,
+in its display and in its (kept) widget, so every view of the notebook shows the snapshot. In a
+terminal, ``%procs`` prints the same four parts as text.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..core.reaper import registry
 from .controls import RowPool, html, shared
 from .facts import QueueWatch, Sampler, alarm_facts, is_failure, proc_facts, recent_procs
 from .hub import IDLE, LIVE, Hub, View
-from .render import BOX, MONO, alarms_html, queues_html, reaped_html, section
+from .render import BORDER, BOX, MONO, MUTED, alarms_html, queues_html, reaped_html, section
 from .tables import dashboard_text
 
 __all__ = ["DashboardView", "show_dashboard"]
@@ -53,7 +54,7 @@ class DashboardView(View):
         reaped_bar = w.HBox([self.reaped_head, self.failures], layout=shared("row"))
         self.owned.append(reaped_bar)
         self.box = w.VBox([self.title, self.procs_head, self.pool.box, self.queues, self.alarms, reaped_bar, self.reaped],
-                          layout=w.Layout(border="1px solid var(--jp-border-color2, #ddd)", padding="4px 10px"),
+                          layout=w.Layout(border=f"1px solid {BORDER}", padding="4px 10px"),
                           _dom_classes=("procmagic-dashboard",))
         self.owned.append(self.box)
 
@@ -87,8 +88,8 @@ class DashboardView(View):
         put(self.title, (f'<div style="{MONO}"><b>procmagic</b> &middot; <span class="pm-live">{len(live)}</span> live '
                          f"&middot; {len(queues)} {'queue' if len(queues) == 1 else 'queues'} &middot; {ticking} ticking "
                          f"&middot; {len(reaped)} reaped ({failed} failed)"
-                         f' <span style="color:#888">&middot; {time.strftime("%H:%M:%S")}</span></div>'))
-        note = f' <span style="color:#57606a;font-weight:normal">{_html.escape(self.note)}</span>' if self.note else ""
+                         f' <span style="color:{MUTED}">&middot; {time.strftime("%H:%M:%S")}</span></div>'))
+        note = f' <span style="color:{MUTED};font-weight:normal">{_html.escape(self.note)}</span>' if self.note else ""
         put(self.procs_head, section("Processes", "", f"{len(live)} live{note}"))
         page = self.pool.page_items(live)
         sent += self.pool.show([proc_facts(p, sampler, now) for p in page], page, now)
@@ -127,16 +128,26 @@ class DashboardView(View):
         return data
 
     def retire(self, hub: Hub) -> None:
-        """A newer dashboard took over: leave a snapshot (marked as such), close the widgets."""
+        """A newer dashboard took over: its display becomes a snapshot (marked as such), and the
+        widget shows the same snapshot in every view restored from the kernel (hub's loop)."""
         with self.lock:
             if self.final:
                 return
             self.final = True
             html_value = self.snapshot_html().replace(
-                "</div>", ' <span style="color:#888">(snapshot: a newer %procs is live)</span></div>', 1)
-            self.publish("update_display_data", {"data": {"text/plain": dashboard_text(), "text/html": html_value},
-                                                 "metadata": {}, "transient": {"display_id": self.display_id}})
+                "</div>", f' <span style="color:{MUTED}">(snapshot: a newer %procs is live)</span></div>', 1)
+            hub.update_publisher()("update_display_data", {
+                "data": {"text/plain": dashboard_text(), "text/html": html_value}, "metadata": {},
+                "transient": {"display_id": self.display_id}})
         hub.sent()
+        snapshot = html(html_value, owned=self.owned, cls="pm-snapshot")
+        with self.box.hold_sync():
+            self.box.children = (snapshot,)
+        self.box.layout.border = "0"
+        hub.keep_finished(self)
+
+    def close(self) -> None:
+        """Close every widget model of this dashboard (an old snapshot the hub lets go)."""
         self.pool.close()
         for widget in self.owned:
             widget.close()

@@ -6,6 +6,14 @@ it keeps running while a synchronous cell blocks the main thread, and while the 
 so the frontend sees a child start, tick and end in both cases (DESIGN.md §4). Every mutation of
 a view's widgets happens there; other threads only mark a view dirty and *poke* the hub.
 
+Which cell a display update names. Frontends apply ``update_display_data`` by display id, not
+by the cell a message names (JupyterLab, Notebook 7), but nbclient (papermill, ``nbconvert
+--execute``) reads only the messages of the cell it is running and then applies their display
+updates to earlier cells too. So every display update goes out under the header of the latest
+cell to run (``Hub.header``), which lands in the spawning cell everywhere, also in a notebook
+executed headless while a later cell (``%wait``) runs. The first display of a view is published
+under its own cell's header, in that cell, as before.
+
 Pacing. A live view is refreshed every ``TICK`` seconds; an event (a child started or reaped, a
 click) refreshes sooner, but never within ``MIN_GAP`` of the previous refresh, so a burst of 200
 exits costs a handful of refreshes. Only a view's changed parts are sent. Panels beyond the
@@ -54,6 +62,11 @@ class Hub:
     FAST_PANELS = 16
     SLOW = 4.0
     LIVE_DASHBOARDS = 1
+    #: Finished views whose widgets stay open, showing their final snapshot to every view of the
+    #: notebook restored from the kernel (a reload, a second tab); past this, the oldest close.
+    KEEP_FINISHED = 64
+    #: Finished ``--bg`` panels that keep a copy of their output for ``%wait`` to publish again.
+    KEEP_OUTPUT = 16
 
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
@@ -62,6 +75,7 @@ class Hub:
         self.views: list[View] = []  # touched on the loop's thread only
         self.panels: dict[int, View] = {}  # spawn number -> panel; read from any thread
         self.recent: collections.deque[View] = collections.deque(maxlen=32)  # for a look from the notebook
+        self.by_spawn: collections.OrderedDict[int, View] = collections.OrderedDict()  # the last 256 panels
         self.sampler = Sampler()
         self.queue_watch = QueueWatch(every=self.TICK)
         self.alarm_counts: dict[int, tuple[float, int]] = {}
@@ -73,7 +87,16 @@ class Hub:
         self._poke_lock = threading.Lock()
         self._poked = False
         self._closed = False
+        self.finished: collections.deque[Any] = collections.deque()  # widgets showing a final snapshot
+        self.kept_output: collections.deque[Any] = collections.deque()  # finished panels with their output
+        self.header: Any = ctx.header()  # of the latest cell to run (see the module's docstring)
         self._unsubscribe = [spawn_mod.subscribe(self._on_spawn), registry.subscribe(self._on_registry)]
+        events = getattr(ctx.shell, "events", None)
+        if events is not None:
+            events.register("pre_run_cell", self._pre_run_cell)
+            events.register("post_run_cell", self._post_run_cell)
+            self._unsubscribe += [lambda: events.unregister("pre_run_cell", self._pre_run_cell),
+                                  lambda: events.unregister("post_run_cell", self._post_run_cell)]
 
     # -- from any thread ----------------------------------------------------------------------
     def call(self, fn: Callable[[], Any]) -> bool:
@@ -86,6 +109,28 @@ class Hub:
         except RuntimeError:  # the loop is closed: the kernel is shutting down
             return False
         return True
+
+    def panel_of(self, spawn: Any) -> Any:
+        """The panel of ``spawn``, live or finished (the last 256 spawns), or None."""
+        return self.by_spawn.get(spawn.number)
+
+    def update_publisher(self) -> Callable[[str, dict[str, Any]], None]:
+        """Publish display updates under the latest cell's header (see the module's docstring)."""
+        return self.ctx.publisher(self.header)  # type: ignore[no-any-return]
+
+    def keep_output(self, view: Any) -> None:
+        """``view`` finished: keep its copy of the output for ``%wait`` only in the newest
+        ``KEEP_OUTPUT`` finished panels (a copy is bounded by the output cap)."""
+        self.kept_output.append(view)
+        while len(self.kept_output) > self.KEEP_OUTPUT:
+            self.kept_output.popleft().output = None
+
+    def keep_finished(self, widget: Any) -> None:
+        """``widget`` shows its final snapshot now: keep it open (a restored view of the notebook
+        shows it from the kernel's state), closing the oldest past ``KEEP_FINISHED`` (loop thread)."""
+        self.finished.append(widget)
+        while len(self.finished) > self.KEEP_FINISHED:
+            self._guarded(self.finished.popleft().close)
 
     def poke(self) -> None:
         """Something changed: refresh the dirty views soon (throttled)."""
@@ -103,6 +148,9 @@ class Hub:
         self.recent.append(view)
         if view.kind == "panel":
             self.panels[view.spawn.number] = view  # type: ignore[attr-defined]
+            self.by_spawn[view.spawn.number] = view  # type: ignore[attr-defined]
+            while len(self.by_spawn) > 256:
+                self.by_spawn.popitem(last=False)
         self.call(lambda: self._add(view))
 
     def close(self) -> None:
@@ -110,6 +158,20 @@ class Hub:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe = []
+
+    # -- IPython's cell events (the main thread) -----------------------------------------------
+    def _pre_run_cell(self, *args: Any) -> None:
+        if os.getpid() == self.pid:  # a child runs its body as a cell too: not ours
+            self.header = self.ctx.header()
+
+    def _post_run_cell(self, *args: Any) -> None:
+        """The cell ends: what its ``--bg`` spawns print from now on, nbclient no longer files."""
+        if os.getpid() != self.pid:
+            return
+        msg_id = (self.header or {}).get("msg_id")
+        for view in list(self.panels.values()):
+            if msg_id is not None and (view.spawn.header or {}).get("msg_id") == msg_id:  # type: ignore[attr-defined]
+                view.cell_ended()  # type: ignore[attr-defined]
 
     # -- event listeners (the thread that emitted) --------------------------------------------
     def _on_spawn(self, event: str, spawn: Any, detail: Any) -> None:

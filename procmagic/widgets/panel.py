@@ -10,8 +10,19 @@ children's output), which is then updated in place:
   for it), with interrupt / terminate / kill, a row per worker with ``-n``, and for
   ``--redirect`` a line input for the child's stdin and a button that closes it.
 
-When the spawn ends the panel becomes a static snapshot (HTML and a text table, which a saved
-notebook keeps) and its widgets are closed, so finished spawns hold no widget models.
+When the spawn ends, the panel's display becomes a static snapshot (HTML and a text table: what a
+saved notebook, an HTML export and a notebook executed by nbclient keep), published under the
+latest cell's header so that nbclient applies it too (see hub.py). A ``--bg`` panel's widget is
+not closed then: it shows the same snapshot, so a view restored from the kernel (a reloaded page,
+a second tab), which never sees the display update, ends with the final panel as well.
+
+Output for headless runs. nbclient files a cell's output only while the cell runs, so what a
+``--bg`` spawn prints after its cell finished is lost to a headless run. A ``--bg`` panel keeps a
+copy of the text its spawn sends (bounded by the output cap, notices included). When the spawning
+cell ends with the spawn still running, the panel adds a second, empty display at the end of the
+cell; the final snapshot fills it with the spawn's complete output, in order (folded in HTML: a
+live view streamed those lines already). ``%wait`` publishes both again from its own cell
+(``settle``): the saved file of a headless run then has every line and the exit status.
 """
 
 from __future__ import annotations
@@ -25,10 +36,10 @@ from typing import Any
 from ..core.process import Process
 from .facts import ProcFacts, fmt_bytes, proc_facts
 from .hub import DONE, LIVE, Hub, View
-from .render import header_html, panel_html, rows_html
-from .tables import spawn_text
+from .render import INFO, MUTED, header_html, late_html, panel_html, rows_html
+from .tables import late_text, spawn_text
 
-__all__ = ["PanelView", "show_panel"]
+__all__ = ["PanelView", "show_panel", "settle"]
 
 _escape = _html.escape
 
@@ -52,6 +63,13 @@ class PanelView(View):
         self.last_html: str | None = None
         self.lock = threading.Lock()  # final snapshot vs. a live update from the other thread
         self.period = hub.TICK
+        self.late_id = f"procmagic-late-{uuid.uuid4().hex}"
+        self.late = False  # whether the spawning cell ended first (then the display above exists)
+        # a --bg spawn's output, as (stream, text) sent to the cell; None once let go (hub.keep_output)
+        self.output: list[tuple[str, str]] | None = [] if spawn.options.bg else None
+        self.displays = 0  # rich outputs (figures, displays) its children sent
+        self.snapshot: dict[str, Any] | None = None  # the final panel's data, once published
+        self.published = threading.Event()  # set once the final snapshot went out
 
     # -- facts and HTML -----------------------------------------------------------------------
     def facts(self, procs: list[Process], now: float, sample: bool = True) -> list[ProcFacts]:
@@ -91,7 +109,7 @@ class PanelView(View):
         if router.published:
             extra += f" &middot; output {fmt_bytes(router.published)}"
         if spawn.timed_out:
-            extra += " &middot; <span style='color:#8250df'>timed out</span>"
+            extra += f" &middot; <span style='color:{INFO}'>timed out</span>"
         n = len(spawn.procs) or opts.n
         title = f"{spawn.name}"
         return header_html(title, spawn.number, tags + [f"{n} {'child' if n == 1 else 'children'}"], counts, extra)
@@ -103,7 +121,7 @@ class PanelView(View):
         if len(self.spawn.procs) > _ROWS_SHOWN:
             rest = self.spawn.procs[_ROWS_SHOWN:]
             live = sum(1 for p in rest if p.exitstatus is None)
-            rows += f'<div style="color:#888">&hellip; and {len(rest)} more ({live} running)</div>'
+            rows += f'<div style="color:{MUTED}">&hellip; and {len(rest)} more ({live} running)</div>'
         hint = ""
         if final:
             notes = [_escape(self.note)] if self.note else []
@@ -115,16 +133,54 @@ class PanelView(View):
         return panel_html(self.header(now, sample=sample and not final), rows, hint, final=final)
 
     # -- display ------------------------------------------------------------------------------
-    def _display(self, data: dict[str, Any], update: bool = True) -> None:
-        self.spawn.publish("update_display_data" if update else "display_data",
-                           {"data": data, "metadata": {}, "transient": {"display_id": self.display_id}})
+    def _display(self, data: dict[str, Any], update: bool = True, display_id: str | None = None,
+                 publish: Any = None) -> None:
+        """The first display goes to the spawning cell; updates under the latest cell's header."""
+        publish = publish or (self.hub.update_publisher() if update else self.spawn.publish)
+        publish("update_display_data" if update else "display_data",
+                {"data": data, "metadata": {}, "transient": {"display_id": display_id or self.display_id}})
         self.hub.sent()
 
     def show(self) -> None:
         """Publish the placeholder (main thread, before the fork)."""
         now = time.monotonic()
         self._display({"text/plain": spawn_text(self.spawn), "text/html": self.html(now, sample=False)}, update=False)
+        self.spawn.router.on_stream = self._on_stream
+        self.spawn.router.on_message = self._on_message
         self.hub.add(self)
+
+    # -- output for headless runs (any thread) ---------------------------------------------------
+    def cell_ended(self) -> None:
+        """The spawning cell ends (main thread, still inside it) and the spawn runs on: add the
+        display that the final snapshot fills with its output, at the end of the cell's output."""
+        if not self.spawn.options.bg or self.spawn.done or self.late:
+            return
+        self._display(running_on(self.spawn.name), update=False, display_id=self.late_id)
+        self.late = True
+
+    def _on_stream(self, name: str, text: str) -> None:
+        output = self.output
+        if output is not None:
+            output.append((name, text))
+
+    def _on_message(self, msg_type: str, content: dict[str, Any]) -> None:
+        if msg_type in ("display_data", "execute_result", "error"):
+            self.displays += 1
+
+    def _output_data(self) -> dict[str, Any] | None:
+        output = self.output
+        if not self.late or output is None:
+            return None
+        output = list(output)
+        return {"text/plain": late_text(self.spawn.name, output, self.displays),
+                "text/html": late_html(self.spawn.name, output, self.displays)}
+
+    def _publish_final(self, publish: Any = None) -> None:
+        if self.snapshot is not None:
+            self._display(self.snapshot, publish=publish)
+        output = self._output_data()
+        if output is not None:
+            self._display(output, display_id=self.late_id, publish=publish)
 
     def on_started(self) -> None:
         """A --bg cell returns at once: leave its pids in the cell's own output (nbclient keeps
@@ -145,16 +201,35 @@ class PanelView(View):
             self._display({"text/plain": text, "text/html": f"<div>{_escape(text)}</div>"})
 
     def finalize(self) -> None:
-        """The spawn ended: a static snapshot replaces the live panel; widgets are closed."""
+        """The spawn ended: a static snapshot replaces the live panel in the cell's display, and
+        the widget (kept open) shows the same snapshot to every view restored from the kernel."""
         with self.lock:
             if self.final:
                 return
             self.final = True
             now = time.monotonic()
-            self._display({"text/plain": spawn_text(self.spawn), "text/html": self.html(now, final=True)})
+            final_html = self.html(now, final=True)
+            self.snapshot = {"text/plain": spawn_text(self.spawn), "text/html": final_html}
+            self._publish_final()
+        self.published.set()
+        if self.output is not None:
+            self.hub.keep_output(self)
         widget, self.widget = self.widget, None
         if widget is not None:
-            self.hub.call(widget.close)
+            def finish() -> None:
+                widget.finish(final_html)
+                self.hub.keep_finished(widget)
+
+            self.hub.call(finish)
+
+    def settle(self, timeout: float = 5.0) -> bool:
+        """``%wait`` (main thread): once the final snapshot is out, publish it and the output copy
+        again under the waiting cell's header, which nbclient files while that cell runs."""
+        if not self.published.wait(timeout):
+            return False
+        with self.lock:
+            self._publish_final(self.spawn.ctx.publisher(self.spawn.ctx.header()))
+        return True
 
     # -- on the hub's loop --------------------------------------------------------------------
     def refresh(self, hub: Hub, now: float) -> str:
@@ -193,6 +268,29 @@ class PanelView(View):
 
     def retire(self, hub: Hub) -> None:
         self.finalize()
+
+
+def running_on(name: str) -> dict[str, Any]:
+    """The note a ``--bg`` cell ends with while its spawn runs on: where its output goes, and how
+    a headless run keeps it (the final snapshot replaces it)."""
+    text = (f"{name} runs on after this cell: a live notebook streams its output below; a notebook run "
+            f"headless (papermill, nbconvert --execute) keeps it here only if a later cell runs %wait {name}")
+    return {"text/plain": f"[procmagic] {text}",
+            "text/html": f'<div class="procmagic-running-on" style="color:{MUTED};font-size:11px">{_escape(text)}</div>'}
+
+
+def settle(spawns: list[Any], timeout: float = 5.0) -> None:
+    """``%wait``: republish the final panels (and output copies) of ``spawns`` from this cell."""
+    from .hub import current_hub
+
+    hub = current_hub()
+    if hub is None:
+        return
+    deadline = time.monotonic() + timeout
+    for spawn in spawns:
+        view = hub.panel_of(spawn)
+        if view is not None and spawn.done:
+            view.settle(max(0.0, deadline - time.monotonic()))
 
 
 def show_panel(spawn: Any) -> PanelView | None:

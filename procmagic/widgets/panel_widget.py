@@ -13,7 +13,7 @@ import ipywidgets as w
 
 from .controls import RowPool, action_buttons, button, html, send_signal, shared
 from .facts import proc_facts
-from .render import MONO, row_html
+from .render import BORDER, GOOD, MONO, MUTED, row_html
 
 __all__ = ["PanelWidget"]
 
@@ -60,9 +60,8 @@ class PanelWidget:
             row = w.HBox(parts, layout=shared("row"))
             self.owned.append(row)
             children.append(row)
-        self.box = w.VBox(children, layout=w.Layout(border="1px solid var(--jp-border-color2, #ddd)",
-                                                     border_left="3px solid #1a7f37", padding="2px 8px",
-                                                     margin="2px 0"),
+        self.box = w.VBox(children, layout=w.Layout(border=f"1px solid {BORDER}", border_left=f"3px solid {GOOD}",
+                                                     padding="2px 8px", margin="2px 0"),
                           _dom_classes=("procmagic-panel", "procmagic-bg-panel"))
         self.owned.append(self.box)
 
@@ -92,7 +91,7 @@ class PanelWidget:
         elif self.pool is not None:
             page = self.pool.page_items(list(spawn.procs))
             sent += self.pool.show([proc_facts(p, view.hub.sampler, now) for p in page], page, now)
-        note = f"<span style='{MONO};color:#57606a'>{_html.escape(view.note)}</span>" if view.note else ""
+        note = f"<span style='{MONO};color:{MUTED}'>{_html.escape(view.note)}</span>" if view.note else ""
         if self.note.value != note:
             self.note.value = note
             sent += 1
@@ -107,6 +106,17 @@ class PanelWidget:
                     widget.disabled = not open_
                     sent += 1
         return sent
+
+    def finish(self, final_html: str) -> None:
+        """The spawn ended: show its final snapshot, the same HTML as the cell's static display,
+        so a view restored from the kernel (a reload, a second tab) ends with it too."""
+        snapshot = html(final_html, owned=self.owned, cls="pm-snapshot")
+        with self.box.hold_sync():
+            self.box.children = (snapshot,)
+        with self.box.layout.hold_sync():
+            self.box.layout.border = "0"
+            self.box.layout.border_left = "0"
+            self.box.layout.padding = "0"
 
     def close(self) -> None:
         if self.pool is not None:

@@ -14,7 +14,7 @@ from ..text import _table
 from .facts import (AlarmFacts, ProcFacts, QueueFacts, Sampler, alarm_facts, fmt_ago, fmt_bytes, fmt_interval,
                     how_short, is_failure, proc_facts, recent_procs, fmt_runtime)
 
-__all__ = ["processes_text", "queues_text", "alarms_text", "reaped_text", "dashboard_text", "spawn_text"]
+__all__ = ["processes_text", "queues_text", "alarms_text", "reaped_text", "dashboard_text", "spawn_text", "late_text"]
 
 
 def processes_text(facts: list[ProcFacts]) -> str:
@@ -98,6 +98,13 @@ def spawn_text(spawn: Any, sampler: Sampler | None = None) -> str:
     if not procs:
         return f"{head}: starting {spawn.options.n} {'child' if spawn.options.n == 1 else 'children'}"
     return head + "\n" + processes_text(facts)
+
+
+def late_text(name: str, output: list[tuple[str, str]], displays: int = 0) -> str:
+    """A ``--bg`` spawn's complete output, as text (see render.late_html)."""
+    text = "".join(t for _, t in output)
+    more = f", and {displays} rich outputs that only a live view shows" if displays else ""
+    return f"[procmagic] {name}: its complete output (the cell ended before the spawn){more}:\n{text}"
 
 
 def _main_thread() -> bool:

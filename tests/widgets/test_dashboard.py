@@ -83,13 +83,24 @@ def _check_dashboard(wk):
 
 
 def test_a_new_dashboard_leaves_the_previous_one_as_a_snapshot(wk):
-    wk.execute("from procmagic.widgets import dashboards")
+    wk.execute("from procmagic.widgets import dashboards, current_hub")
     first = wk.execute("%procs")
+    display_id = first.of_type("display_data")[0]["transient"]["display_id"]
     wk.wait_value("len(dashboards()) == 1")
     wk.execute("d1 = dashboards()[0]\nids = [w.model_id for w in d1.owned]")
-    wk.execute("%procs")
+    second = wk.execute("%procs")
     wk.wait_value("d1.final and dashboards() and dashboards()[0] is not d1")
-    assert wk.value("[m for m in ids if m in __import__('ipywidgets').Widget.widgets]") == []
+    # the display becomes the snapshot, under the latest cell's header (frontends apply it by
+    # display id; nbclient only while that cell runs)
     assert wk.collect_until(lambda: any(
-        m["msg_type"] == "update_display_data" and "a newer %procs is live" in m["content"]["data"].get("text/html", "")
-        for m in wk.outputs(first.msg_id)), timeout=10)
+        m["msg_type"] == "update_display_data" and m["content"]["transient"]["display_id"] == display_id
+        and "a newer %procs is live" in m["content"]["data"].get("text/html", "")
+        for m in wk.outputs(second.msg_id)), timeout=10)
+    # the widget stays open and shows the same snapshot to views restored from the kernel
+    assert wk.value("[m for m in ids if m not in __import__('ipywidgets').Widget.widgets]") == []
+    assert "a newer %procs is live" in wk.value("d1.box.children[0].value")
+    # past KEEP_FINISHED, the oldest snapshot's widgets close
+    wk.execute("current_hub().KEEP_FINISHED = 1")
+    wk.execute("%procs")
+    wk.wait_value("not [m for m in ids if m in __import__('ipywidgets').Widget.widgets]")
+    wk.execute("current_hub().KEEP_FINISHED = type(current_hub()).KEEP_FINISHED")

@@ -54,13 +54,24 @@ def test_bg_panel_widget_shows_facts_and_its_kill_button_kills(wk):
     wk.click(kill)  # exactly what the browser sends
     status = wk.wait_value("proc.exitstatus and proc.exitstatus.how")
     assert status == "killed by SIGKILL"
-    # the spawn's cell gets the final snapshot, and the panel's widgets are closed
-    assert wk.collect_until(lambda: any(
-        m["msg_type"] == "update_display_data" and "SIGKILL" in m["content"]["data"].get("text/html", "")
-        for m in wk.outputs(cell.msg_id)), timeout=20)
+    # every view gets the final snapshot: the cell's display (a static bundle, no widget), and the
+    # widget, kept open, which now shows the same snapshot to views restored from the kernel
+    display_id = cell.outputs[0]["content"]["transient"]["display_id"]
+    final = []
+    assert wk.collect_until(lambda: final.extend(
+        m for m in wk.all_messages() if m["msg_type"] == "update_display_data"
+        and m["content"]["transient"]["display_id"] == display_id
+        and "SIGKILL" in m["content"]["data"].get("text/html", "")) or final, timeout=20)
+    data = final[-1]["content"]["data"]
+    assert "application/vnd.jupyter.widget-view+json" not in data
+    assert "killed" in data["text/plain"] and "SIGKILL" in data["text/plain"] and re.search(r"wall \d+\.\d\d s", data["text/html"])
     wk.wait_value("v.widget is None and v.final")
-    closed = wk.value(f"[m for m in {model_ids!r} if m in __import__('ipywidgets').Widget.widgets]")
-    assert closed == []
+    open_ = wk.value(f"[m for m in {model_ids!r} if m in __import__('ipywidgets').Widget.widgets]")
+    assert open_ == model_ids, "the finished panel's widgets were closed: a reloaded view would lose it"
+    box = wk.value(f"[x.model_id for x in __import__('ipywidgets').Widget.widgets.values() "
+                   f"if x.model_id in {model_ids!r} and 'procmagic-bg-panel' in getattr(x, '_dom_classes', ())][0]")
+    shown = wk.value(f"__import__('ipywidgets').Widget.widgets[{box!r}].children[0].value")
+    assert "SIGKILL" in shown and "peak" in shown and "sent SIGKILL to victim" in shown
     assert "sent SIGKILL to victim" in wk.value("v.note")
 
 
