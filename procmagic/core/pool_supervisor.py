@@ -219,9 +219,13 @@ class _Supervisor:
         have to be respawned to read it)."""
         poller, _ = self._poller([p for p in self._slots if p is not None])
         poller.register(sock, select.POLLOUT)
-        poller.poll(50)
-        registry.reap_ready()
-        self._step()
+        self._supervising += 1  # a SIGTERM now is a request to the _step below
+        try:
+            poller.poll(50)
+            registry.reap_ready()
+            self._step()
+        finally:
+            self._supervising -= 1
         if self._state != "running":
             raise ProcessStateError(f"pool {self.name!r} stopped while a message waited to be sent")
 
