@@ -73,9 +73,9 @@ lab: setup
 # after editing either half outside JupyterLab. notebooks/README.md describes the format.
 NOTEBOOK_SOURCES = $(wildcard notebooks/[0-9][0-9]-*.py notebooks/solutions/*.py)
 notebooks: setup
-	$(VENV)/bin/jupytext --from py:hydrogen --set-kernel python3 --sync $(NOTEBOOK_SOURCES)
+	$(VENV)/bin/jupytext --quiet --from py:hydrogen --set-kernel python3 --sync $(NOTEBOOK_SOURCES)
 	$(VENV)/bin/jupyter-nbconvert --clear-output --inplace --log-level=WARN $(NOTEBOOK_SOURCES:.py=.ipynb)
-	$(VENV)/bin/jupytext --from py:hydrogen --set-kernel python3 --sync $(NOTEBOOK_SOURCES)
+	$(VENV)/bin/jupytext --quiet --from py:hydrogen --set-kernel python3 --sync $(NOTEBOOK_SOURCES)
 
 # The documentation site (MkDocs), warnings as errors, into build/site.
 docs: setup

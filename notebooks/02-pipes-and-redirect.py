@@ -48,6 +48,23 @@ for kind in ["dgram", "stream"]:
 # hangs; procmagic closes it at once.
 
 # %% [markdown]
+# The same choice for a `%%spawn` cell is `--pipe stream|dgram|none`. Bulk data goes on a
+# stream. A socket holds only a few hundred KB: a child that writes more waits until the
+# notebook reads (*back-pressure*), so a bulk writer runs in the background and the notebook
+# reads until end of file:
+
+# %% expect=["bulk \\(id \\d+, pid \\d+\\) exited 0"]
+%%spawn --pipe stream --bg --name bulk --out bulk
+proc.write(b"x" * 1_000_000)       # 1 MB: blocks until the notebook has read most of it
+
+# %% expect=["received 1000000 bytes in \\d+ reads"]
+received, reads = 0, 0
+while chunk := bulk.read(timeout=10):   # b"" once the child has exited and the pipe is empty
+    received += len(chunk)
+    reads += 1
+print(f"received {received} bytes in {reads} reads")
+
+# %% [markdown]
 # ## Talking both ways with a running child
 #
 # With `%%spawn`, `proc` in the body is the child's own `Process`: `proc.write()` and

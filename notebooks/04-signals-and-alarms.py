@@ -126,6 +126,28 @@ signal(signal.SIGTERM, signal.SIG_IGN)
 time.sleep(30)
 
 # %% [markdown]
+# ## Interrupts: what the ■ button sends
+#
+# Interrupting the notebook while a foreground `%%spawn` runs forwards a signal to the child:
+# SIGINT by default (a `KeyboardInterrupt` in the child), or the one `--signal-on-interrupt`
+# names. SIGTERM suits a child that saves its work before it goes. Below, the child interrupts
+# its own kernel (`os.kill(os.getppid(), SIGINT)` is what the button does) so that the notebook
+# runs without you: the kernel forwards SIGTERM, the child's handler saves and exits 0, and the
+# cell ends with the `KeyboardInterrupt` an interrupted cell shows.
+
+# %% expect=["got SIGTERM: saving my work", "exited 0", "KeyboardInterrupt"] tags=["raises-exception"]
+%%spawn --signal-on-interrupt TERM
+import os, signal, time
+
+def save_and_quit(signum, frame):
+    print("got SIGTERM: saving my work, then exiting", flush=True)
+    raise SystemExit(0)
+
+signal.signal(signal.SIGTERM, save_and_quit)
+os.kill(os.getppid(), signal.SIGINT)     # stands in for your click on the interrupt button
+time.sleep(30)
+
+# %% [markdown]
 # ## `kill` and `wait` from Python
 #
 # `kill(pid, sig)` sends a signal and answers whether it was sent; signal 0 only probes.
