@@ -25,7 +25,9 @@ from .kernel.cell import check_syntax, current_cell_number, make_target
 from .kernel.context import Context, context_for
 from .kernel.integration import Integration
 from .kernel import spawn as spawn_mod
+from .kernel.debug import child_io
 from .kernel.result import ResultCollector
+from .kernel.stdin import StdinBroker, wants_relay
 from .kernel.spawn import Settings, Spawn, SpawnOptions
 from .kernel.terminal import drain_terminal
 
@@ -119,6 +121,8 @@ class ProcMagics(Magics):
               help="Signal sent to the children when the cell is interrupted (default SIGINT).")
     @argument("--force", action="store_true", help="Fork even though the threaded-fork guard refuses (a warning shows).")
     @argument("--out", metavar="VAR", help="Bind the child's Process (a list with -n) to VAR in the notebook.")
+    @argument("--pdb", action="store_true",
+              help="Open a debugger in the cell at an uncaught exception in the child, before it exits (as %%pdb on).")
     @argument("--result", metavar="VAR",
               help="When the spawn ends, bind the value of the child's last expression to VAR (a list in worker order with -n).")
     @cell_magic
@@ -134,10 +138,14 @@ class ProcMagics(Magics):
         source = check_syntax(self.shell, cell)
         spawn = self.integration.new_spawn(options, source)
         collector = ResultCollector(spawn, options.result, self.shell) if options.result else None
+        relay = wants_relay(self.ctx, options)
+        if relay:
+            StdinBroker(spawn, self.ctx.kernel)
         panel = self._show_panel(spawn)
         try:
             target = make_target(self.shell, source, current_cell_number(self.shell),
                                  on_result=collector.send_from_child if collector else None)
+            target = child_io(target, self.shell, relay, options.pdb)
             spawn.start(collector.wrap(target) if collector else target)
             if collector is not None:
                 collector.after_start()
@@ -199,7 +207,7 @@ class ProcMagics(Magics):
             raise bad(f"--name must be a non-empty name that is not a number (numbers are ids), got {args.name!r}")
         return SpawnOptions(redirect=args.redirect, bg=args.bg, name=args.name, pipe=pipe, n=args.n, queue=queue,
                             timeout=timeout, signal_on_interrupt=sig, force=args.force, out=args.out,
-                            result=args.result)
+                            result=args.result, pdb=args.pdb)
 
     # -- line magics ---------------------------------------------------------------------------
     @line_magic

@@ -6,7 +6,8 @@ the spawning cell's parent header. ipykernel itself drops what a forked child se
 Session checks the pid), and must: a child writing to the kernel's zmq sockets corrupts them.
 
 A frame is ``!IB`` (payload length, kind) then the payload. Kinds: ``o``/``e`` stdout/stderr
-bytes, ``m`` a Jupyter message as ``!I`` header length, header JSON, content JSON.
+bytes, ``m`` a Jupyter message as ``!I`` header length, header JSON, content JSON, ``i`` a
+prompt (JSON; the answer comes back the other way on the same socket, see ``stdin.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = ["FrameWriter", "ChannelRaw", "ChannelSocket", "FrameReader", "make_ch
 _HEAD = struct.Struct("!IB")
 _HLEN = struct.Struct("!I")
 STDOUT, STDERR, MESSAGE = ord("o"), ord("e"), ord("m")
+INPUT = ord("i")  # a prompt: the child waits for the answer on the same socket (see stdin.py)
 _DELIM = b"<IDS|MSG>"
 
 
@@ -119,7 +121,7 @@ class FrameReader:
                 continue
             if run:
                 frames.append((run_kind, b"".join(run)))
-            if kind == MESSAGE:
+            if kind == MESSAGE or kind == INPUT:
                 frames.append((kind, payload))
                 run_kind, run = -1, []
             else:

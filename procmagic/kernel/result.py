@@ -15,7 +15,7 @@ is not bound at all; the values of those that succeeded stay readable as
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ..core.process import Process
 from ..core.status import ExitStatus
@@ -69,8 +69,7 @@ class ResultCollector:
         router = self.spawn.router
         for channel in self.channels:
             channel.parent_side()
-            router.add(channel.parent, framed=False, name="result", owned=False,
-                       handler=lambda ch=channel: ch.read(_READ_SLICE))
+            router.add(channel.parent, framed=False, name="result", owned=False, handler=_reader(channel))
 
     def abort(self) -> None:
         """The spawn failed to start: release everything."""
@@ -122,6 +121,11 @@ class ResultCollector:
                          "failed" + (f"; the values of workers {good} are in procmagic.get({self.spawn.name!r})[i].result"
                                      if good else ""))
         self.spawn.router.add_notice("\n".join(lines) + "\n")
+
+
+def _reader(channel: ResultChannel) -> Callable[[], bool]:
+    """Read what is there, at most a slice per call (the driver calls again while readable)."""
+    return lambda: channel.read(_READ_SLICE)
 
 
 def _why(outcome: Outcome) -> str:

@@ -32,7 +32,7 @@ import time
 from typing import Any, Callable
 
 from ..core import runtime
-from .channel import MESSAGE, STDERR, STDOUT, FrameReader, decode_message
+from .channel import INPUT, MESSAGE, STDERR, STDOUT, FrameReader, decode_message
 
 __all__ = ["Router", "Source", "ReadBudget", "BACKGROUND_BUDGET", "roomy"]
 
@@ -155,6 +155,8 @@ class Router:
         self.messages = 0
         self.on_message: Callable[[str, dict[str, Any]], None] | None = None  # widgets listen here
         self.on_stream: Callable[[str, str], None] | None = None  # and here: (name, text) of each stream sent
+        # a child's prompt: on_input(worker, socket, payload), see stdin.py; None refuses it
+        self.on_input: Callable[[int | None, socket.socket, bytes], None] | None = None
 
     # -- sources -------------------------------------------------------------------------------
     def add(self, sock: socket.socket, *, framed: bool, worker: int | None = None, name: str = "stdout",
@@ -214,6 +216,9 @@ class Router:
                     self._add_text(source.worker, "stdout", source.decoders["stdout"].decode(payload))
                 elif kind == STDERR:
                     self._add_text(source.worker, "stderr", source.decoders["stderr"].decode(payload))
+                elif kind == INPUT:
+                    self.flush()  # what the child printed before asking shows first
+                    self._input(source, payload)
                 elif kind == MESSAGE:
                     try:
                         msg_type, content = decode_message(payload)
@@ -349,6 +354,14 @@ class Router:
         self._publish(msg_type, content)
         if self.on_message is not None:
             self.on_message(msg_type, content)
+
+    def _input(self, source: Source, payload: bytes) -> None:
+        if self.on_input is not None:
+            self.on_input(source.worker, source.sock, payload)
+            return
+        from .stdin import REFUSED, _reply
+
+        _reply(source.sock, REFUSED, "procmagic: this spawn cannot ask the notebook for input")
 
     # -- the log -------------------------------------------------------------------------------
     def _write_log(self, text: str) -> None:

@@ -58,6 +58,7 @@ class SpawnOptions:
     force: bool = False
     out: str | None = None
     result: str | None = None  # --result VAR (see result.py)
+    pdb: bool = False  # --pdb: a post-mortem debugger in the child (see debug.py)
 
 
 _numbers = itertools.count(1)

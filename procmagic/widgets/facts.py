@@ -21,6 +21,7 @@ from ..core.process import Process
 from ..core.reaper import registry
 from ..core.status import ExitStatus
 from ..kernel import spawn as spawn_mod
+from ..kernel.stdin import waiting as stdin_waiting
 
 __all__ = [
     "STATES", "state_of", "runtime_of", "how_short", "Sampler", "ProcFacts", "proc_facts", "AlarmFacts",
@@ -28,16 +29,21 @@ __all__ = [
 ]
 
 #: The states a child is shown in.
-STATES = ("starting", "running", "exited", "killed", "timed out")
+STATES = ("starting", "running", "waiting for input", "in debugger", "exited", "killed", "timed out")
+LIVE_STATES = ("running", "waiting for input", "in debugger")
 _TIMERS = {1: "real", 2: "virtual", 3: "prof"}  # counters' alarm_which is ITIMER_* + 1
 
 
 def state_of(proc: Process) -> str:
-    """starting (not forked yet), running, exited, killed (by a signal) or timed out."""
+    """starting (not forked yet), running (or waiting for input, or in debugger, at a prompt of
+    a ``--bg`` child), exited, killed (by a signal) or timed out."""
     status = proc.exitstatus
     if proc.pid is None:
         return "starting"
     if status is None:
+        prompt = stdin_waiting(proc)
+        if prompt is not None:
+            return "in debugger" if prompt.debugger else "waiting for input"
         return "running"
     return state_of_status(status)
 
@@ -152,7 +158,7 @@ class ProcFacts:
 
     @property
     def live(self) -> bool:
-        return self.state == "running"
+        return self.state in LIVE_STATES
 
 
 def proc_facts(proc: Process, sampler: Sampler | None = None, now: float | None = None) -> ProcFacts:

@@ -11,6 +11,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from ..kernel.stdin import answer as stdin_answer, waiting as stdin_waiting
 from .controls import RowPool, action_buttons, button, html, send_signal, shared
 from .facts import proc_facts
 from .render import BORDER, GOOD, MONO, MUTED, row_html
@@ -41,7 +42,8 @@ class PanelWidget:
         children = [self.head, body, actions]
         self.stdin_closed: set[int] = set()
         self.text = self.target = None
-        if spawn.options.redirect:
+        self.relayed = not spawn.options.redirect  # prompts of a --bg child are answered here (stdin.py)
+        if spawn.options.redirect or self.relayed:
             self.text = w.Text(placeholder="a line for the child's stdin (Enter sends)", continuous_update=False,
                                layout=shared("text"), _dom_classes=("pm-stdin",))
             self.text.observe(self._on_text, "value")
@@ -154,7 +156,12 @@ class PanelWidget:
         done = []
         for proc in targets:
             try:
-                proc.write(line + "\n")
+                if stdin_waiting(proc) is not None:
+                    stdin_answer(proc, line)  # the child asked (input(), a debugger): answer it
+                elif self.relayed:
+                    continue  # nothing else reads a relayed child's stdin
+                else:
+                    proc.write(line + "\n")
                 done.append(proc)
             except Exception as exc:
                 self._note(f"could not write to {proc.name}: {exc}")
@@ -162,7 +169,7 @@ class PanelWidget:
         else:
             shown = line if len(line) <= 40 else line[:37] + "..."
             self._note(f"wrote {shown!r} to the stdin of {', '.join(str(p.name) for p in done)}" if done
-                       else "no child's stdin is open")
+                       else "no child is waiting for input" if self.relayed else "no child's stdin is open")
         if self.text is not None and self.text.value:
             self.text.value = ""  # the handler sees "" and does nothing
 

@@ -1,0 +1,66 @@
+"""A debugger from the cell: ``breakpoint()``, ``pdb.set_trace()`` and IPython's ``set_trace()``
+in a spawned child, and ``%%spawn --pdb`` (a post-mortem at an uncaught exception).
+
+A debugger command travels like any line of input (see ``stdin.py``): the debugger's prompt
+(``ipdb> ``) goes to the kernel in a prompt frame, the kernel asks the frontend with an
+``input_request`` (foreground) or holds it for the panel (``--bg``, shown as "in debugger"),
+and the answer comes back on the same socket. What the debugger prints is the child's stdout,
+so it lands in the spawning cell. The child's ``sys.breakpointhook`` is replaced: in a kernel
+it points at debugpy, which a forked child can never reach.
+"""
+
+from __future__ import annotations
+
+import pdb
+import sys
+from typing import Any
+
+from ..core.process import Process
+
+__all__ = ["install_debugger", "is_debugger_prompt", "child_io"]
+
+def is_debugger_prompt(prompt: str) -> bool:
+    """Whether a prompt is a debugger's (``ipdb> ``, ``(Pdb) ``): the panel shows "in debugger"."""
+    return "ipdb>" in prompt or "(Pdb)" in prompt
+
+
+def _debugger_class() -> Any:
+    try:
+        # KeyboardInterrupt leaves this one altogether (pdb.Pdb would print it and prompt again),
+        # so an interrupt ends a child that sits in the debugger as it ends any other.
+        from IPython.core.debugger import InterruptiblePdb
+
+        return InterruptiblePdb
+    except ImportError:
+        return pdb.Pdb
+
+
+def install_debugger(proc: Process, shell: Any, post_mortem: bool) -> None:
+    """In the child, before the body runs: ``breakpoint()`` and ``--pdb`` open a debugger that
+    reads and writes like the rest of the child (through the relay in a kernel, the terminal in
+    terminal IPython)."""
+    cls = _debugger_class()
+
+    def breakpointhook(*args: Any, **kwargs: Any) -> None:
+        cls().set_trace(sys._getframe(1))
+
+    sys.breakpointhook = breakpointhook
+    if shell is not None:
+        # the child's own copy of the class: terminal IPython's prompt_toolkit debugger would
+        # fight the parent for the terminal
+        type(shell).debugger_cls = property(lambda self: cls)
+        if post_mortem:
+            shell.call_pdb = True  # as %pdb on: IPython opens the debugger at an uncaught exception
+
+
+def child_io(target: Any, shell: Any, relay: bool, post_mortem: bool) -> Any:
+    """Wrap a spawn's target: in the child, first the stdin relay (in a kernel), then the debugger."""
+    from .stdin import install_relay
+
+    def run_with_io(proc: Process) -> Any:
+        if relay:
+            install_relay(proc)
+        install_debugger(proc, shell, post_mortem)
+        return target(proc)
+
+    return run_with_io

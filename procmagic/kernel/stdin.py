@@ -1,0 +1,287 @@
+"""stdin from the frontend: ``input()``, ``getpass()`` and ``sys.stdin`` in a spawned child ask
+the notebook, as they do in an ordinary cell.
+
+How a prompt travels: in the child, ``input(prompt)`` flushes its output and sends an ``i``
+frame (JSON: prompt, password, worker) on procmagic's channel, then blocks reading the answer
+on the same socket (the kernel's end writes back). In the kernel, the spawn's router hands the
+frame to this module:
+
+- foreground: the driver runs on the main thread, inside the spawning cell's execute request, so
+  the kernel's own ``raw_input``/``getpass`` send an ``input_request`` on the stdin channel
+  exactly as ``input()`` in a cell does (with ``-n``, each worker's prompt is labelled ``[i]``
+  and asked one at a time, as the main thread takes them in turn). The answer goes back as an
+  ``a`` frame. A frontend that does not allow stdin makes the child's ``input()`` raise
+  ``StdinNotImplementedError`` (an ``x`` frame), never hang. An interrupt while the frontend
+  asks is the cell's interrupt: the driver forwards it to the children.
+- background (``--bg`` without ``--redirect``): the prompt is held here, the cell says the child
+  is waiting for input, the panel shows it, and ``procmagic.kernel.stdin.answer(NAME, text)`` (or
+  the panel's stdin box) answers it from a later cell.
+
+With ``--redirect``, fd 0 stays the pipe that ``write()`` feeds (C-level reads and subprocesses
+read it); ``--bg --redirect`` keeps Python's stdin on that pipe too, as documented for
+``write()``. In terminal IPython the child reads the terminal itself (nothing is relayed).
+"""
+
+from __future__ import annotations
+
+import builtins
+import getpass
+import io
+import json
+import socket
+import struct
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..core.process import Process
+from .channel import INPUT
+from .debug import is_debugger_prompt
+
+__all__ = ["INPUT", "Prompt", "waiting", "answer", "subscribe", "StdinBroker", "install_relay", "wants_relay"]
+
+ANSWER, REFUSED, END = ord("a"), ord("x"), ord("z")  # kernel -> child: the line, why not, end of input
+_HEAD = struct.Struct("!IB")
+_MAX_ANSWER = 1 << 20
+
+
+# -- the child's side -----------------------------------------------------------------------------
+class _Relay:
+    def __init__(self, sock: socket.socket, worker: int | None) -> None:
+        self.sock = sock
+        self.worker = worker
+
+    def _recv_exact(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            part = self.sock.recv(n - len(data))
+            if not part:
+                raise EOFError("the kernel closed procmagic's channel while this child waited for input")
+            data += part
+        return data
+
+    def ask(self, prompt: str, password: bool = False, debugger: bool = False) -> str:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        payload = json.dumps({"prompt": prompt, "password": password, "debugger": debugger,
+                              "worker": self.worker}).encode()
+        self.sock.sendall(_HEAD.pack(len(payload), INPUT) + payload)
+        length, kind = _HEAD.unpack(self._recv_exact(_HEAD.size))
+        text = self._recv_exact(length).decode("utf-8", "replace")
+        if kind == ANSWER:
+            return text
+        if kind == END:
+            raise EOFError(text)
+        from IPython.core.error import StdinNotImplementedError
+
+        raise StdinNotImplementedError(text)
+
+
+class RelayStdin(io.TextIOBase):
+    """``sys.stdin`` of a relayed child: each line read is asked of the frontend."""
+
+    def __init__(self, relay: _Relay) -> None:
+        super().__init__()
+        self._relay = relay
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def readable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return 0  # C-level readers of fd 0 get the real fd (the pipe with --redirect)
+
+    def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
+        return self._relay.ask("") + "\n"
+
+    def read(self, size: int | None = -1) -> str:
+        return self.readline()
+
+
+def wants_relay(ctx: Any, options: Any) -> bool:
+    """Relay stdin in a kernel, except ``--bg --redirect`` (whose stdin is the pipe)."""
+    return not ctx.terminal and not (options.bg and options.redirect)
+
+
+def install_relay(proc: Process) -> None:
+    """In the child: ``input``, ``getpass`` and ``sys.stdin`` ask the frontend through the channel."""
+    wiring = getattr(proc, "_wiring", None)
+    sock = getattr(wiring, "channel", None)
+    if sock is None:
+        return
+    relay = _Relay(sock, proc.worker)
+
+    def relay_input(prompt: object = "") -> str:
+        text = str(prompt)
+        return relay.ask(text, debugger=is_debugger_prompt(text))
+
+    def relay_getpass(prompt: str = "Password: ", stream: Any = None) -> str:
+        return relay.ask(str(prompt), password=True)
+
+    builtins.input = relay_input
+    getpass.getpass = relay_getpass
+    sys.stdin = sys.__stdin__ = RelayStdin(relay)  # type: ignore[misc,assignment]
+    proc._stdin_relay = relay  # type: ignore[attr-defined]  # the debugger asks through it too
+
+
+# -- the kernel's side ----------------------------------------------------------------------------
+@dataclass
+class Prompt:
+    """A child waiting for a line from the notebook (``--bg``)."""
+
+    proc: Process
+    text: str
+    password: bool
+    debugger: bool
+    sock: socket.socket = field(repr=False)
+
+
+_waiting: dict[int, Prompt] = {}  # by Process id
+_listeners: list[Callable[[str, Prompt], None]] = []
+_lock = threading.Lock()  # prompts arrive on the IOPub thread, answers come from the main thread
+
+
+def subscribe(listener: Callable[[str, Prompt], None]) -> Callable[[], None]:
+    """``listener(event, prompt)`` on ``"waiting"`` and ``"answered"`` (the panel's hook)."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener) if listener in _listeners else None
+
+
+def _emit(event: str, prompt: Prompt) -> None:
+    for listener in list(_listeners):
+        try:
+            listener(event, prompt)
+        except Exception:
+            import traceback
+
+            traceback.print_exc(file=sys.__stderr__)
+
+
+def waiting(proc: Process | None = None) -> Any:
+    """The Prompt ``proc`` waits on (None when it does not), or every waiting Prompt."""
+    with _lock:
+        if proc is None:
+            return list(_waiting.values())
+        return _waiting.get(proc.id)
+
+
+def _reply(sock: socket.socket, kind: int, text: str) -> None:
+    data = text.encode("utf-8", "replace")[:_MAX_ANSWER]
+    frame = _HEAD.pack(len(data), kind) + data
+    blocking = sock.getblocking()
+    try:
+        sock.setblocking(True)
+        sock.settimeout(5.0)  # the child reads at once; a full buffer means it is gone
+        sock.sendall(frame)
+    except OSError:
+        pass  # the child has gone: nobody to answer
+    finally:
+        sock.setblocking(blocking)
+
+
+def answer(target: Any, text: str) -> None:
+    """Answer the prompt a ``--bg`` child waits on, from a later cell: ``target`` is the child's
+    Process, id or name (one waiting worker of a group, the first by index)."""
+    from ..core.reaper import registry
+
+    if not isinstance(text, str):
+        raise TypeError(f"the answer must be a str (one line), not {type(text).__name__} {text!r}")
+    procs = [target] if isinstance(target, Process) else registry.find(target)
+    procs = procs if isinstance(procs, list) else [procs]
+    with _lock:
+        found = next((_waiting.pop(p.id) for p in procs if p.id in _waiting), None)
+    if found is None:
+        names = ", ".join(str(p.name) for p in procs)
+        raise LookupError(f"{names} is not waiting for input (procmagic.kernel.stdin.waiting() lists "
+                          "the children that are)")
+    _reply(found.sock, ANSWER, text.rstrip("\n"))
+    _emit("answered", found)
+
+
+def forget(proc: Process) -> None:
+    """The child ended: a prompt it left is void."""
+    with _lock:
+        prompt = _waiting.pop(proc.id, None)
+    if prompt is not None:
+        _emit("answered", prompt)
+
+
+class StdinBroker:
+    """Answers one spawn's prompts: asks the frontend (foreground) or holds them (``--bg``)."""
+
+    def __init__(self, spawn: Any, kernel: Any) -> None:
+        self.spawn = spawn
+        self.kernel = kernel
+        spawn.router.on_input = self.on_input
+        self._unsubscribe = _subscribe_spawn(spawn)
+
+    def on_input(self, worker: int | None, sock: socket.socket, payload: bytes) -> None:
+        try:
+            request = json.loads(payload)
+            text = str(request.get("prompt", ""))
+        except (ValueError, AttributeError):
+            _reply(sock, REFUSED, "procmagic: a malformed input request")
+            return
+        procs = self.spawn.procs
+        proc = procs[worker] if worker is not None and worker < len(procs) else procs[0]
+        if self.spawn.options.n > 1:
+            text = f"[{proc.worker}] {text}"
+        if self.spawn.options.bg:
+            self._hold(proc, sock, text, request)
+            return
+        if self.spawn.interrupted:  # asking again would block the interrupt's escalation
+            _reply(sock, END, "the cell was interrupted while this child waited for input")
+            return
+        try:
+            if request.get("password"):
+                line = self.kernel.getpass(text)
+            else:
+                line = self.kernel.raw_input(text)
+        except KeyboardInterrupt:
+            raise  # the cell's interrupt: the driver forwards it to the children
+        except Exception as exc:
+            name = type(exc).__name__
+            if name == "StdinNotImplementedError":
+                message = ("this frontend does not allow stdin (the execute request had allow_stdin=False), "
+                           "so the child cannot ask for input; run it where stdin is allowed, or use "
+                           "%%spawn --redirect and proc.write() to feed it")
+            else:
+                message = f"procmagic could not ask the frontend: {name}: {exc}"
+            _reply(sock, REFUSED, message)
+            return
+        _reply(sock, ANSWER, line)
+
+    def _hold(self, proc: Process, sock: socket.socket, text: str, request: dict[str, Any]) -> None:
+        prompt = Prompt(proc, text, bool(request.get("password")), bool(request.get("debugger")), sock)
+        with _lock:
+            _waiting[proc.id] = prompt
+        what = "in the debugger" if prompt.debugger else "waiting for input"
+        self.spawn.router.add_notice(
+            f"[procmagic] {proc.name} is {what}: {text!r}; answer it in the panel's stdin box or with "
+            f"procmagic.kernel.stdin.answer({str(proc.name)!r}, 'text')\n", name="stdout")
+        _emit("waiting", prompt)
+
+
+def _subscribe_spawn(spawn: Any) -> Callable[[], None]:
+    from . import spawn as spawn_mod
+
+    def on_event(event: str, s: Any, detail: Any) -> None:
+        if s is not spawn:
+            return
+        if event == "status":
+            forget(detail[0])
+        elif event == "finished":
+            unsubscribe()
+
+    unsubscribe = spawn_mod.subscribe(on_event)
+    return unsubscribe
