@@ -85,3 +85,21 @@ def test_spawn_works_in_terminal_ipython(term):
     term.read_until("In [7]:")
     tail = term.output[term.output.rindex("%procs"):]
     assert "later" in tail and "exited 0" in tail
+
+
+def test_input_and_the_debugger_read_the_terminal(term):
+    term.send("%load_ext procmagic\n")
+    term.read_until("In [2]:")
+    term.send("%%spawn --result got\nname = input('name? ')\nname.upper()\n\n\n")
+    term.read_until("name? ")
+    term.send("ada\n")
+    term.read_until("In [3]:")
+    term.send("print('bound', got)\n")
+    term.read_until("bound ADA")
+    term.send("%%spawn\nx = 5\nbreakpoint()\nprint('x is', x)\n\n\n")
+    term.read_until("ipdb> ")
+    term.send("x = 9\n")
+    term.read_until("ipdb> ")
+    term.send("c\n")
+    term.read_until("x is 9")
+    term.read_until("In [5]:")
