@@ -125,6 +125,10 @@ class ProcMagics(Magics):
               help="Open a debugger in the cell at an uncaught exception in the child, before it exits (as %%pdb on).")
     @argument("--result", metavar="VAR",
               help="When the spawn ends, bind the value of the child's last expression to VAR (a list in worker order with -n).")
+    @argument("--engines", metavar="TARGETS",
+              help="Fork on ipyparallel engines instead: all, a count N (the first N) or ids 0,2,5 (pip install 'procmagic[engines]').")
+    @argument("--view", metavar="VAR", help="With --engines: the ipyparallel Client, DirectView or Cluster to use (default: ipyparallel.Client()).")
+    @argument("--push", metavar="NAMES", help="With --engines: notebook variables to send to the engines first, a,b (cloudpickle).")
     @cell_magic
     def spawn(self, line: str, cell: str) -> None:
         """Run the cell's body in a child forked from the kernel, with the notebook's variables
@@ -135,7 +139,19 @@ class ProcMagics(Magics):
         with --bg while other cells run.
         """
         options = self._parse(line)
+        engines = self._engine_options(line, options)
         source = check_syntax(self.shell, cell)
+        if engines is not None:
+            from .engines import spawn_on_engines
+
+            from .engines.targets import TargetError
+
+            try:
+                spawn_on_engines(self.shell, self.ctx, self.settings(), options, engines, source,
+                                 current_cell_number(self.shell))
+            except TargetError as exc:
+                raise UsageError(str(exc)) from None
+            return
         spawn = self.integration.new_spawn(options, source)
         collector = ResultCollector(spawn, options.result, self.shell) if options.result else None
         relay = wants_relay(self.ctx, options)
@@ -208,6 +224,37 @@ class ProcMagics(Magics):
         return SpawnOptions(redirect=args.redirect, bg=args.bg, name=args.name, pipe=pipe, n=args.n, queue=queue,
                             timeout=timeout, signal_on_interrupt=sig, force=args.force, out=args.out,
                             result=args.result, pdb=args.pdb)
+
+    def _engine_options(self, line: str, options: SpawnOptions) -> Any:
+        """--engines, --view and --push (procmagic/engines), or None for a local spawn."""
+        args = parse_argstring(self.spawn, line)
+        def bad(text: str) -> UsageError:
+            return UsageError(f"{text}\n{_usage(self.spawn)}")
+        if args.engines is None:
+            for flag in ("view", "push"):
+                if getattr(args, flag) is not None:
+                    raise bad(f"--{flag} goes with --engines (it names what to use on ipyparallel engines)")
+            return None
+        from . import engines
+
+        try:
+            targets = engines.parse_targets(args.engines)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
+        if options.out:
+            raise bad("--out binds local Process objects: it does not go with --engines (see %procs for remote children)")
+        if getattr(options, "result", None):
+            raise bad("--result does not go with --engines yet: collect values with --queue, or print them")
+        if args.view is not None and not args.view.isidentifier():
+            raise bad(f"--view must name a Python variable, not {args.view!r}")
+        push = [n.strip() for n in (args.push or "").split(",") if n.strip()]
+        if args.push is not None and (not push or not all(n.isidentifier() for n in push)):
+            raise bad(f"--push takes variable names separated by commas (a,b), not {args.push!r}")
+        try:
+            engines.targets.require_ipyparallel()
+        except ImportError as exc:
+            raise UsageError(str(exc)) from None
+        return engines.EngineOptions(targets, args.view, push)
 
     # -- line magics ---------------------------------------------------------------------------
     @line_magic

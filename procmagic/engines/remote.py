@@ -1,0 +1,434 @@
+"""The notebook's half of ``%%spawn --engines``: one spawn's children on ipyparallel engines.
+
+Output path: each engine's procmagic publishes its children's output on the engine's IOPub
+under a parent header made here (one per engine); ipyparallel's client receives it on its own
+thread and calls the callback registered for that header's msg_id. The callback only queues
+the message. The queue is drained by the cell itself in the foreground, or on the IOPub
+thread's event loop for ``--bg`` (as local background spawns are), and every message is
+published under the spawning cell's parent header, each line labelled ``[engine N]``. procmagic
+starts no thread here: ipyparallel's own thread hands over, an event loop publishes.
+
+Liveness: while children run, each engine is asked for their state every ``poll_interval``
+seconds (CPU, memory, exit); an engine that leaves a question unanswered for ``lost_after``
+seconds is shown as lost, and its children with it, so nothing waits for a dead engine.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import queue
+import signal as _signal
+import sys
+import threading
+import time
+from typing import Any, Deque
+
+from . import agent
+
+__all__ = ["RemoteChild", "RemoteSpawn", "remote_spawns", "POLL_INTERVAL", "LOST_AFTER"]
+
+POLL_INTERVAL = 1.0  # seconds between two state questions to an engine
+LOST_AFTER = 5.0  # seconds an engine may leave a question unanswered before it counts as lost
+
+_numbers = itertools.count(1)
+_history: Deque["RemoteSpawn"] = collections.deque(maxlen=100)
+
+
+def remote_spawns() -> list["RemoteSpawn"]:
+    """The last 100 remote spawns, oldest first."""
+    return list(_history)
+
+
+class RemoteChild:
+    """One child forked on an engine, as the notebook sees it (the latest facts it was told)."""
+
+    def __init__(self, spawn: "RemoteSpawn", engine: int, host: str, info: dict[str, Any]) -> None:
+        self.spawn = spawn
+        self.engine = engine
+        self.host = host
+        self.id = int(info["id"])  # the id on its engine
+        self.pid = int(info["pid"])
+        self.name = f"{info['name']}@e{engine}"
+        self.worker = int(info.get("worker") or 0)
+        self.state = "running"  # running, exited, lost
+        self.how = ""  # "exited 0", "killed by SIGTERM"... once ended
+        self.ok: bool | None = None
+        self.cpu: float | None = None
+        self.rss: int | None = None
+        self.peak: int | None = None
+        self.started = time.time()
+        self.ended: float | None = None
+
+    @property
+    def key(self) -> str:
+        """How ``%kill`` and ``%wait`` name it: ``e<engine>:<id on the engine>``."""
+        return f"e{self.engine}:{self.id}"
+
+    @property
+    def live(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def runtime(self) -> float:
+        return (self.ended or time.time()) - self.started
+
+    def __repr__(self) -> str:
+        return f"<RemoteChild {self.key} {self.name!r} pid {self.pid} on {self.host} {self.state}>"
+
+
+class _EngineRun:
+    """One engine's part of a spawn: its header, its children, and the state question in flight."""
+
+    def __init__(self, engine: int, header: dict[str, Any], future: Any) -> None:
+        self.engine = engine
+        self.header = header
+        self.future = future  # ipyparallel's MessageFuture for header's msg_id: its iopub callbacks
+        self.host = "?"
+        self.children: list[RemoteChild] = []
+        self.finished = False  # the engine said its spawn ended (all output sent before)
+        self.lost = False
+        self.question: Any = None  # AsyncResult of agent.poll
+        self.asked_at = 0.0
+        self.answered_at = time.monotonic()
+
+    @property
+    def done(self) -> bool:
+        return self.finished or self.lost or not self.children
+
+
+class RemoteSpawn:
+    """The children one ``%%spawn --engines`` cell started on engines."""
+
+    def __init__(self, ctx: Any, client: Any, engines: list[int], options: Any, settings: Any) -> None:
+        self.number = next(_numbers)
+        self.ctx = ctx
+        self.client = client
+        self.options = options
+        self.settings = settings
+        self.name = options.name or f"remote-{self.number}"
+        self.header = ctx.header()
+        self.publish = ctx.publisher(self.header)
+        self.engines = engines
+        self.runs: dict[int, _EngineRun] = {}
+        self.inbox: "queue.SimpleQueue[tuple[int, str, dict[str, Any]]]" = queue.SimpleQueue()
+        self.finished = threading.Event()
+        self.interrupted = False
+        self.loop: Any = None  # the loop that drains the inbox for --bg
+        self._pump_scheduled = False
+        self._tick_handle: Any = None
+        self._line_start: dict[tuple[int, str], bool] = {}
+        self._views: dict[int, Any] = {}
+        self.poll_interval = POLL_INTERVAL
+        self.lost_after = LOST_AFTER
+
+    # -- children ------------------------------------------------------------------------------
+    @property
+    def children(self) -> list[RemoteChild]:
+        return [c for run in self.runs.values() for c in run.children]
+
+    @property
+    def done(self) -> bool:
+        return self.finished.is_set()
+
+    def __repr__(self) -> str:
+        return f"<RemoteSpawn #{self.number} {self.name!r} on engines {self.engines} {'finished' if self.done else 'running'}>"
+
+    def view(self, engine: int) -> Any:
+        if engine not in self._views:
+            self._views[engine] = self.client[engine]
+        return self._views[engine]
+
+    # -- starting ------------------------------------------------------------------------------
+    def start(self, source: str, cell_number: int | None, start_timeout: float = 60.0) -> None:
+        """Fork on every target engine; raises RuntimeError naming each engine that failed
+        (the children that did start on other engines are stopped first)."""
+        if self.options.bg:
+            self.loop = self.ctx.output_loop()
+        remote_options = {
+            "redirect": self.options.redirect, "bg": True, "name": f"{self.name}",
+            "pipe": self.options.pipe, "n": self.options.n, "queue": self.options.queue,
+            "timeout": self.options.timeout, "signal_on_interrupt": self.options.signal_on_interrupt,
+            "force": self.options.force,
+        }
+        settings = dataclasses.asdict(self.settings)
+        settings["log_dir"] = ""  # a path of the notebook's host means nothing on an engine: its default
+        pending = {}
+        for engine in self.engines:
+            header = self.client.session.msg_header("procmagic_spawn")
+            future = self.client.create_message_futures(header["msg_id"], header, async_result=False)[0]
+            run = _EngineRun(engine, header, future)
+            future.iopub_callbacks.append(lambda msg, engine=engine, run=run: self._on_iopub(engine, run, msg))
+            self.runs[engine] = run
+            pending[engine] = self.view(engine).apply_async(agent.start, header, source, remote_options,
+                                                            settings, cell_number)
+        failures = []
+        deadline = time.monotonic() + start_timeout
+        for engine, ar in pending.items():
+            run = self.runs[engine]
+            try:
+                info = ar.get(timeout=max(0.1, deadline - time.monotonic()))
+            except Exception as exc:  # RemoteError, EngineError, TimeoutError: say which engine
+                failures.append(f"engine {engine}: {_remote_error_text(exc)}")
+                run.lost = not ar.ready()
+                continue
+            if "refused" in info:
+                failures.append(f"engine {engine}: {info['refused']}")
+                continue
+            run.host = info["host"]
+            run.children = [RemoteChild(self, engine, info["host"], c) for c in info["children"]]
+        _history.append(self)
+        if failures:
+            started = [c for c in self.children]
+            if started:
+                self.stop(self.settings_term_grace())
+            self._release()
+            self.finished.set()
+            raise RuntimeError("%%spawn --engines could not start on every engine:\n  " + "\n  ".join(failures)
+                               + ("\n(the children started on the other engines were stopped)" if started else ""))
+        if self.options.bg:
+            if self.loop is not None:
+                self.loop.call_soon_threadsafe(self._tick_on_loop)
+                self._schedule_pump()
+            else:  # a terminal: no loop, ipyparallel's thread prints as it receives
+                self._pump()
+
+    def settings_term_grace(self) -> float:
+        return float(getattr(self.settings, "term_grace", 2.0))
+
+    # -- ipyparallel's thread ------------------------------------------------------------------
+    def _on_iopub(self, engine: int, run: _EngineRun, msg: dict[str, Any]) -> None:
+        """On ipyparallel's client thread: queue the message, forget ipyparallel's copy of it
+        (its metadata would keep every byte of output), wake the loop that publishes."""
+        self.inbox.put((engine, msg["header"]["msg_type"], msg["content"]))
+        md = self.client.metadata.get(run.header["msg_id"])
+        if md is not None:
+            md["stdout"] = md["stderr"] = ""
+            md["outputs"] = []
+        if self.loop is not None:
+            self._schedule_pump()
+        elif self.options.bg:
+            self._pump()
+
+    def _schedule_pump(self) -> None:
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self.loop.call_soon_threadsafe(self._pump)
+
+    # -- publishing (the cell's thread in the foreground, the IOPub loop with --bg) ------------
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        while True:
+            try:
+                engine, msg_type, content = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            self._handle(engine, msg_type, content)
+
+    def _handle(self, engine: int, msg_type: str, content: dict[str, Any]) -> None:
+        run = self.runs.get(engine)
+        if run is None:
+            return
+        if msg_type == "stream":
+            text = self._labelled(engine, content.get("name", "stdout"), content.get("text", ""))
+            if text:
+                self.publish("stream", {"name": content.get("name", "stdout"), "text": text})
+        elif msg_type == "display_data" and agent.EVENT_MIME in content.get("data", {}):
+            self._on_event(run, content["data"][agent.EVENT_MIME])
+        elif msg_type in ("display_data", "update_display_data", "execute_result", "error", "clear_output"):
+            self.publish(msg_type, content)
+
+    def _labelled(self, engine: int, name: str, text: str) -> str:
+        label = f"[engine {engine}] "
+        key = (engine, name)
+        start = self._line_start.get(key, True)
+        lines = text.split("\n")
+        out = []
+        for i, line in enumerate(lines):
+            last = i == len(lines) - 1
+            if last and not line:
+                break
+            out.append((label if (start or i > 0) else "") + line + ("" if last else "\n"))
+        self._line_start[key] = text.endswith("\n")
+        return "".join(out)
+
+    def _on_event(self, run: _EngineRun, data: dict[str, Any]) -> None:
+        if data.get("kind") == "status":
+            for child in run.children:
+                if child.id == data.get("id"):
+                    child.state = "exited"
+                    child.how = str(data.get("how", ""))
+                    child.ok = bool(data.get("ok"))
+                    child.cpu = data.get("cpu")
+                    child.peak = data.get("max_rss")
+                    child.ended = child.started + float(data.get("wall") or child.runtime)
+        elif data.get("kind") == "finished":
+            run.finished = True
+            self._check_done()
+
+    # -- liveness ------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """Ask each engine with running children for their state; mark engines that do not
+        answer within lost_after as lost."""
+        now = time.monotonic()
+        for run in self.runs.values():
+            if run.done:
+                continue
+            question = run.question
+            if question is None:
+                if now - run.answered_at >= self.poll_interval:
+                    ids = [c.id for c in run.children]
+                    run.question = self.view(run.engine).apply_async(agent.poll, ids)
+                    run.asked_at = now
+                continue
+            if question.ready():
+                run.question = None
+                run.answered_at = now
+                try:
+                    rows = question.get(timeout=0)
+                except Exception as exc:
+                    self._lose(run, _remote_error_text(exc))
+                    continue
+                self._update(run, rows)
+            elif now - run.asked_at >= self.lost_after:
+                self._lose(run, f"no answer for {self.lost_after:.0f} s")
+        self._check_done()
+
+    def _update(self, run: _EngineRun, rows: list[dict[str, Any]]) -> None:
+        by_id = {c.id: c for c in run.children}
+        for row in rows:
+            child = by_id.get(row.get("id"))
+            if child is None or child.state != "running":
+                continue
+            child.cpu = row.get("cpu", child.cpu)
+            child.rss = row.get("rss", child.rss)
+            child.peak = row.get("peak", child.peak)
+
+    def _lose(self, run: _EngineRun, why: str) -> None:
+        if run.lost or run.finished:
+            return
+        run.lost = True
+        run.question = None
+        running = [c for c in run.children if c.state == "running"]
+        for child in running:
+            child.state = "lost"
+            child.ended = time.time()
+        self.publish("stream", {"name": "stderr", "text": (
+            f"[procmagic] engine {run.engine} ({run.host}) stopped answering ({why}): shown as lost with its "
+            f"{len(running)} running children; procmagic no longer waits for them\n")})
+
+    def _check_done(self) -> None:
+        if self.finished.is_set():
+            return
+        if all(run.done for run in self.runs.values()):
+            self._release()
+            self.finished.set()
+
+    def _release(self) -> None:
+        """Unhook from ipyparallel's client: no callbacks, no metadata kept for our headers."""
+        for run in self.runs.values():
+            try:
+                run.future.iopub_callbacks.clear()
+            except AttributeError:
+                pass
+            self.client.metadata.pop(run.header["msg_id"], None)
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+
+    def _tick_on_loop(self) -> None:
+        self._tick_handle = None
+        try:
+            self.tick()
+        except Exception:
+            import traceback
+
+            traceback.print_exc(file=sys.__stderr__)
+        if not self.finished.is_set():
+            self._tick_handle = self.loop.call_later(min(self.poll_interval, 0.5), self._tick_on_loop)
+
+    # -- control -------------------------------------------------------------------------------
+    def signal(self, children: list[RemoteChild], sig: int, wait: float | None = 5.0) -> dict[str, bool]:
+        """Send ``sig`` to these children through their engines (never to the engines).
+        Returns {key: sent}; with ``wait`` None, returns at once with an empty dict."""
+        by_engine: dict[int, list[RemoteChild]] = {}
+        for child in children:
+            if child.live and not self.runs[child.engine].lost:
+                by_engine.setdefault(child.engine, []).append(child)
+        pending = {e: self.view(e).apply_async(agent.send_signal, [c.id for c in cs], sig) for e, cs in by_engine.items()}
+        sent: dict[str, bool] = {}
+        if wait is None:
+            return sent
+        deadline = time.monotonic() + wait
+        for engine, ar in pending.items():
+            try:
+                rows = ar.get(timeout=max(0.1, deadline - time.monotonic()))
+            except Exception:
+                continue
+            for row in rows:
+                sent[f"e{engine}:{row['id']}"] = bool(row["sent"])
+        return sent
+
+    def stop(self, grace: float, wait: float | None = None) -> None:
+        """SIGTERM every live child, SIGKILL after ``grace``: each engine does it and reaps."""
+        pending = []
+        for run in self.runs.values():
+            live = [c.id for c in run.children if c.live]
+            if live and not run.lost:
+                pending.append(self.view(run.engine).apply_async(agent.stop, live, grace))
+        deadline = time.monotonic() + (grace + 5.0 if wait is None else wait)
+        for ar in pending:
+            try:
+                ar.get(timeout=max(0.1, deadline - time.monotonic()))
+            except Exception:
+                pass
+
+    # -- the foreground ------------------------------------------------------------------------
+    def run_foreground(self) -> None:
+        """Publish output until every engine's spawn ended or was lost. The notebook's interrupt
+        goes to the remote children: --signal-on-interrupt, then SIGTERM and SIGKILL after grace
+        periods (or at once on the next interrupt); raised again at the end."""
+        sigs = [self.options.signal_on_interrupt, _signal.SIGTERM, _signal.SIGKILL]
+        step = 0
+        escalate_at: float | None = None
+        next_tick = time.monotonic()
+        while not self.finished.is_set():
+            try:
+                now = time.monotonic()
+                if now >= next_tick:
+                    self.tick()
+                    next_tick = now + 0.25
+                if escalate_at is not None and now >= escalate_at and step < len(sigs):
+                    step, escalate_at = self._escalate(sigs, step)
+                wake = min(next_tick, escalate_at or next_tick)
+                try:
+                    item = self.inbox.get(timeout=max(0.0, wake - time.monotonic()))
+                except queue.Empty:
+                    continue
+                self._handle(*item)
+                self._pump()
+            except KeyboardInterrupt:
+                self.interrupted = True
+                if step < len(sigs):
+                    step, escalate_at = self._escalate(sigs, step)
+        self._pump()
+        if self.interrupted:
+            raise KeyboardInterrupt
+
+    def _escalate(self, sigs: list[int], step: int) -> tuple[int, float | None]:
+        sig = sigs[step]
+        self.signal([c for c in self.children if c.live], sig, wait=None)
+        grace = float(getattr(self.settings, "interrupt_grace" if step == 0 else "term_grace", 2.0))
+        step += 1
+        return step, (time.monotonic() + grace if step < len(sigs) else None)
+
+
+def _remote_error_text(exc: BaseException) -> str:
+    ename = getattr(exc, "ename", None)
+    evalue = getattr(exc, "evalue", None)
+    if ename:
+        return f"{ename}: {evalue}"
+    if isinstance(exc, TimeoutError):
+        return f"no answer ({exc})"
+    return f"{type(exc).__name__}: {exc}"
