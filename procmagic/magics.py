@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import keyword
 import signal as _signal
+import sys
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -279,6 +280,11 @@ class ProcMagics(Magics):
         from .widgets import show_dashboard
 
         show_dashboard(self.ctx)
+        if "procmagic.engines" in sys.modules:  # children on ipyparallel engines, beside the local ones
+            from .engines import processes_text, remote_spawns
+
+            if remote_spawns():
+                print(f"children on engines:\n{processes_text()}")
 
     @magic_arguments()
     @argument("-s", "--signal", default="SIGTERM", help="Signal to send (name or number; default SIGTERM).")
@@ -292,7 +298,12 @@ class ProcMagics(Magics):
         except (TypeError, ValueError) as exc:
             raise UsageError(f"{exc}\n{_usage(self.kill)}") from None
         name = _signal.Signals(sig).name if sig else "signal 0"
-        for proc in _select(args.target, live_only=True):
+        remote, targets = _remote_targets(args.target)
+        if remote:
+            from .engines import kill as kill_remote
+
+            print("\n".join(kill_remote(remote, sig)))
+        for proc in _select(targets, live_only=True) if targets else []:
             who = f"{proc.name} (id {proc.id}, pid {proc.pid})"
             if proc.kill(sig):
                 print(f"sent {name} to {who}")
@@ -310,9 +321,20 @@ class ProcMagics(Magics):
         # with no target, or 'all': the children still running or still draining output (the
         # others showed their status already); a named child is waited for, or its status
         # shown, whatever its state
-        procs = _select(args.target or ["all"], live_only=True)
+        remote, targets = _remote_targets(args.target or ["all"])
+        procs = _select(targets, live_only=True) if targets else []
         if not args.target or "all" in args.target:  # and those whose output is still draining
             procs += [p for p in self.integration.draining() if p not in procs]
+        if remote:
+            from .engines import processes_text, wait as wait_remote
+
+            ended, still = wait_remote(remote, timeout)
+            for child in still:
+                print(f"{child.name} (engine {child.engine}, id {child.key}, pid {child.pid}) still running after {timeout} s")
+            if ended:
+                print(processes_text(ended))
+            if not procs:
+                return None
         if not procs:
             print("no live procmagic children to wait for")
             return None
@@ -328,6 +350,27 @@ class ProcMagics(Magics):
 
             print(reaped_text(statuses, limit=len(statuses)))
         return None
+
+
+def _remote_targets(targets: list[str]) -> tuple[list[Any], list[str]]:
+    """Split %kill / %wait targets: children on engines (procmagic/engines, once used), and the
+    rest for the local registry. 'all' goes to both."""
+    if "procmagic.engines" not in sys.modules:
+        return [], targets
+    from . import engines
+
+    remote: list[Any] = []
+    local: list[str] = []
+    for target in targets:
+        found = engines.live() if target == "all" else engines.find(target)
+        if target == "all" or not found:
+            local.append(target)
+        for child in found or []:
+            if child not in remote:
+                remote.append(child)
+    if local == ["all"] and remote and not registry.live():
+        local = []  # only remote children are running: nothing local to add
+    return remote, local
 
 
 def _select(targets: list[str], live_only: bool) -> list[Process]:

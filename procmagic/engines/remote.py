@@ -92,6 +92,7 @@ class _EngineRun:
         self.question: Any = None  # AsyncResult of agent.poll
         self.asked_at = 0.0
         self.answered_at = time.monotonic()
+        self.ended_seen: float | None = None  # when a state answer first said all children ended
 
     @property
     def done(self) -> bool:
@@ -139,6 +140,15 @@ class RemoteSpawn:
         if engine not in self._views:
             self._views[engine] = self.client[engine]
         return self._views[engine]
+
+    def _apply(self, engine: int, f: Any, *args: Any) -> Any:
+        """``f(*args)`` on ``engine``, not waiting; _EngineGone once the controller dropped it."""
+        if engine not in self.client.ids:
+            raise _EngineGone("the controller unregistered it")
+        try:
+            return self.view(engine).apply_async(f, *args)
+        except (IndexError, OSError, RuntimeError) as exc:  # no such engine / the client is closed
+            raise _EngineGone(str(exc)) from None
 
     # -- starting ------------------------------------------------------------------------------
     def start(self, source: str, cell_number: int | None, start_timeout: float = 60.0) -> None:
@@ -279,7 +289,11 @@ class RemoteSpawn:
             if question is None:
                 if now - run.answered_at >= self.poll_interval:
                     ids = [c.id for c in run.children]
-                    run.question = self.view(run.engine).apply_async(agent.poll, ids)
+                    try:
+                        run.question = self._apply(run.engine, agent.poll, ids)
+                    except _EngineGone as exc:
+                        self._lose(run, str(exc))
+                        continue
                     run.asked_at = now
                 continue
             if question.ready():
@@ -304,6 +318,23 @@ class RemoteSpawn:
             child.cpu = row.get("cpu", child.cpu)
             child.rss = row.get("rss", child.rss)
             child.peak = row.get("peak", child.peak)
+            if row.get("state") == "exited" and child.how == "":
+                child.how = str(row.get("how", ""))  # its status event is still on its way
+        reported = {row.get("id") for row in rows if row.get("state") == "exited"}
+        if all(c.id in reported for c in run.children) and not run.finished:
+            # Every child ended on the engine, but the end of the spawn's output has not come:
+            # wait the engine's drain time and a margin, then stop waiting, saying so.
+            if run.ended_seen is None:
+                run.ended_seen = time.monotonic()
+            elif time.monotonic() - run.ended_seen > float(getattr(self.settings, "drain_timeout", 2.0)) + 5.0:
+                for child in run.children:
+                    if child.state == "running":
+                        child.state = "exited"
+                        child.ended = time.time()
+                run.finished = True
+                self.publish("stream", {"name": "stderr", "text": (
+                    f"[procmagic] engine {run.engine} ({run.host}): its children ended, but the end of their "
+                    "output never arrived; some output may be missing\n")})
 
     def _lose(self, run: _EngineRun, why: str) -> None:
         if run.lost or run.finished:
@@ -356,7 +387,12 @@ class RemoteSpawn:
         for child in children:
             if child.live and not self.runs[child.engine].lost:
                 by_engine.setdefault(child.engine, []).append(child)
-        pending = {e: self.view(e).apply_async(agent.send_signal, [c.id for c in cs], sig) for e, cs in by_engine.items()}
+        pending = {}
+        for engine, group in by_engine.items():
+            try:
+                pending[engine] = self._apply(engine, agent.send_signal, [c.id for c in group], sig)
+            except _EngineGone as exc:
+                self._lose(self.runs[engine], str(exc))
         sent: dict[str, bool] = {}
         if wait is None:
             return sent
@@ -376,7 +412,10 @@ class RemoteSpawn:
         for run in self.runs.values():
             live = [c.id for c in run.children if c.live]
             if live and not run.lost:
-                pending.append(self.view(run.engine).apply_async(agent.stop, live, grace))
+                try:
+                    pending.append(self._apply(run.engine, agent.stop, live, grace))
+                except _EngineGone:
+                    pass
         deadline = time.monotonic() + (grace + 5.0 if wait is None else wait)
         for ar in pending:
             try:
@@ -422,6 +461,10 @@ class RemoteSpawn:
         grace = float(getattr(self.settings, "interrupt_grace" if step == 0 else "term_grace", 2.0))
         step += 1
         return step, (time.monotonic() + grace if step < len(sigs) else None)
+
+
+class _EngineGone(Exception):
+    """The engine cannot be asked anything any more."""
 
 
 def _remote_error_text(exc: BaseException) -> str:

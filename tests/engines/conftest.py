@@ -37,12 +37,24 @@ class LocalCluster:
         assert found, f"no client connection file in {self.cluster.profile_dir}/security"
         self.url_file = found[0]
         self.pids = dict(zip(self.client.ids, self.client[:].apply_sync(_getpid)))
+        # what an engine runs of its own (ipyparallel's nanny), before procmagic forks anything
+        self.baseline = {e: {c.pid for c in self._children(e)} for e in self.pids}
 
-    def engine_children(self, engine: int) -> list[psutil.Process]:
+    def _children(self, engine: int) -> list[psutil.Process]:
         try:
             return psutil.Process(self.pids[engine]).children(recursive=True)
         except psutil.NoSuchProcess:
             return []
+
+    def forked(self, engine: int) -> list[psutil.Process]:
+        """The processes procmagic forked on ``engine`` that still exist (zombies too)."""
+        return [c for c in self._children(engine) if c.pid not in self.baseline[engine]]
+
+    def engine_alive(self, engine: int) -> bool:
+        try:
+            return psutil.Process(self.pids[engine]).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
 
     def close(self) -> None:
         try:

@@ -1,0 +1,130 @@
+"""%%spawn --engines on a real local ipyparallel cluster (controller and two engines over TCP),
+driven from a real notebook kernel. Output is checked by parent header: the spawning cell's.
+
+The tests share one cluster and one notebook kernel (module fixtures); the test that kills an
+engine runs last."""
+
+from __future__ import annotations
+
+import re
+import time
+
+
+from tests.kernel.conftest import Kernel
+
+
+def wait_until(predicate, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def no_forks_left(cluster, timeout: float = 15.0) -> bool:
+    return wait_until(lambda: not cluster.forked(0) and not cluster.forked(1), timeout)
+
+
+def test_foreground_output_is_labelled_by_engine_and_worker(nb, cluster):
+    cell = nb.execute("%%spawn --engines all --view rc -n 2\n"
+                      "import os\nprint('hello', proc.engine, proc.worker, os.getppid())\n", timeout=90)
+    assert cell.reply["status"] == "ok", cell.outputs
+    text = cell.text()
+    for engine in (0, 1):
+        for worker in (0, 1):
+            # forked from the engine itself: the child's parent is the engine's pid
+            assert f"[engine {engine}] [{worker}] hello {engine} {worker} {cluster.pids[engine]}\n" in text, text
+    assert text.count("exited 0") == 4, text
+    assert no_forks_left(cluster)
+
+
+def test_background_output_lands_in_the_spawning_cell_after_other_cells(nb, cluster):
+    spawning = nb.execute("%%spawn --engines all --view rc --bg --name late\n"
+                          "import time\nprint('early', proc.engine, flush=True)\ntime.sleep(1.5)\n"
+                          "print('late', proc.engine, flush=True)\n", timeout=90)
+    assert spawning.reply["status"] == "ok", spawning.outputs
+    # other cells run meanwhile, one of them blocking the main thread past the children's end
+    other = nb.execute("import time\ntime.sleep(2.5)\nprint('other cell')", timeout=60)
+    third = nb.execute("print('third cell')", timeout=60)
+    assert nb.wait_for_text(spawning.msg_id, "[engine 1] late 1", timeout=30)
+    assert nb.wait_for_text(spawning.msg_id, "[engine 0] late 0", timeout=30)
+    assert nb.collect_until(lambda: nb.stream_text(spawning.msg_id).count("exited 0") == 2, timeout=30)
+    assert "late" not in other.text() and "late" not in third.text()
+    assert other.text() == "other cell\n" and third.text() == "third cell\n"
+    assert no_forks_left(cluster)
+
+
+def test_push_sends_notebook_variables_and_functions(nb, cluster):
+    nb.execute("base = 40\ndef plus(k):\n    return base + k\n", timeout=30)
+    cell = nb.execute("%%spawn --engines 0, --view rc --push base,plus\nprint('answer', plus(2))\n", timeout=90)
+    assert cell.reply["status"] == "ok", cell.outputs
+    assert "[engine 0] answer 42\n" in cell.text()
+    assert "[engine 1]" not in cell.text()  # "0," is engine 0 alone
+
+
+def test_kill_of_a_remote_child_leaves_its_engine_running(nb, cluster):
+    cell = nb.execute("%%spawn --engines 1 --view rc --bg --name sleeper\n"
+                      "import time\nprint('sleeping', flush=True)\ntime.sleep(120)\n", timeout=90)
+    assert cell.reply["status"] == "ok", cell.outputs
+    assert nb.wait_for_text(cell.msg_id, "[engine 0] sleeping", timeout=30)
+    assert cluster.forked(0)
+    procs = nb.execute("%procs", timeout=30)
+    rows = [line for line in procs.text().splitlines() if "sleeper@e0" in line]
+    assert rows and "running" in rows[0] and "e0:" in rows[0], procs.text()
+    killed = nb.execute("%kill sleeper", timeout=30)
+    assert re.search(r"sent SIGTERM to sleeper@e0 \(engine 0 on \S+, id e0:\d+, pid \d+\)", killed.text()), killed.outputs
+    assert nb.wait_for_text(cell.msg_id, "killed by SIGTERM", timeout=30)
+    assert no_forks_left(cluster)
+    assert cluster.engine_alive(0)
+    assert cluster.client[0].apply_sync(lambda: "still here") == "still here"
+    waited = nb.execute("%wait sleeper", timeout=30)
+    assert "killed by SIGTERM" in waited.text(), waited.outputs
+
+
+def test_bad_options_say_what_to_do(nb):
+    cell = nb.execute("%%spawn --engines some --view rc\npass\n", timeout=30)
+    assert "--engines must be 'all', a count N" in cell.text() + str(cell.errors()), cell.outputs
+    cell = nb.execute("%%spawn --engines 5 --view rc\npass\n", timeout=30)
+    assert "only 2 engines are available" in cell.text() + str(cell.errors()), cell.outputs
+    cell = nb.execute("%%spawn --engines all --view nothing_here\npass\n", timeout=30)
+    assert "--view nothing_here: no such variable" in cell.text() + str(cell.errors()), cell.outputs
+    cell = nb.execute("%%spawn --push rc\npass\n", timeout=30)
+    assert "--push goes with --engines" in cell.text() + str(cell.errors()), cell.outputs
+
+
+def test_kernel_shutdown_stops_remote_children_and_leaves_engines_up(cluster):
+    k = Kernel()
+    try:
+        k.execute("%load_ext procmagic", timeout=60)
+        k.execute(f"import ipyparallel as ipp\nrc = ipp.Client({cluster.url_file!r})\nrc.wait_for_engines(2, timeout=60)",
+                  timeout=90)
+        cell = k.execute("%%spawn --engines all --view rc --bg -n 2\nimport time\nprint('up', flush=True)\n"
+                         "time.sleep(300)\n", timeout=90)
+        assert cell.reply["status"] == "ok", cell.outputs
+        assert k.collect_until(lambda: k.stream_text(cell.msg_id).count("up") == 4, timeout=30)
+        assert len(cluster.forked(0)) == 2 and len(cluster.forked(1)) == 2
+    finally:
+        k.close()
+    assert no_forks_left(cluster, timeout=20), [c.cmdline() for e in (0, 1) for c in cluster.forked(e)]
+    assert cluster.engine_alive(0) and cluster.engine_alive(1)
+
+
+def test_an_engine_killed_mid_spawn_shows_as_lost(nb, cluster):
+    """Last: it kills engine 1."""
+    import os
+    import signal
+
+    msg_id = nb.kc.execute("%%spawn --engines all --view rc --name doomed\nimport time\n"
+                           "print('running', proc.engine, flush=True)\ntime.sleep(2 if proc.engine == 0 else 300)\n")
+    assert nb.collect_until(lambda: "running 1" in nb.stream_text(msg_id), timeout=60)
+    os.kill(cluster.pids[1], signal.SIGKILL)
+    from tests.kernel.conftest import Cell
+
+    cell = nb.finish(Cell(msg_id), timeout=60)  # the cell ends: nothing waits for the dead engine
+    text = cell.text()
+    assert cell.reply["status"] == "ok", (text, cell.reply.get("evalue"))
+    assert "[engine 0] [procmagic] doomed (id" in text and "exited 0" in text, text
+    assert "engine 1" in text and "lost" in text, text
+    procs = nb.execute("%procs", timeout=30).text()
+    assert any("doomed@e1" in line and "lost" in line for line in procs.splitlines()), procs
