@@ -12,6 +12,8 @@ import getpass
 import io
 import os
 import re
+import socket
+import stat as _stat
 import sys
 import warnings
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 from ..core.process import Process
 from .channel import STDERR, STDOUT, ChannelRaw, ChannelSocket, FrameWriter
 
-__all__ = ["kernel_fds", "live_kernel_fds", "prepare_parent", "setup_child", "SpawnWiring"]
+__all__ = ["kernel_fds", "kernel_ports", "kernel_socket_fds", "close_kernel_sockets", "live_kernel_fds", "prepare_parent", "setup_child", "SpawnWiring"]
 
 
 class SpawnWiring:
@@ -32,35 +34,95 @@ class SpawnWiring:
         self.worker = worker
 
 
-def _tcp_inodes(ports: set[int]) -> set[int]:
-    inodes: set[int] = set()
-    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+def _local_address(ip: str) -> bool:
+    return ip.startswith("127.") or ip in ("::1", "::", "0.0.0.0") or ip.startswith("::ffff:127.")
+
+
+def _ends(fd: int) -> tuple[str, int, str, int] | None:
+    """(local ip, local port, remote ip, remote port) of a TCP socket fd; None for any other fd.
+    The remote end is ("", 0) for a listener."""
+    try:
+        sock = socket.socket(fileno=fd)  # wraps fd (the family is read from it); detached below
+    except OSError:
+        return None
+    try:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+            return None
+        local = sock.getsockname()
         try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    port = int(parts[1].rsplit(":", 1)[1], 16)
-                    if port in ports:
-                        inodes.add(int(parts[9]))
-        except (OSError, StopIteration, IndexError, ValueError):
+            remote = sock.getpeername()
+        except OSError:
+            remote = ("", 0)
+        return local[0], local[1], remote[0], remote[1]
+    except OSError:
+        return None
+    finally:
+        sock.detach()
+
+
+def kernel_ports(kernel: Any) -> set[int]:
+    """The kernel's five ports and its IOPub pipe's (where ipykernel collects a forked child's
+    print()s): fixed for the kernel's life."""
+    app = getattr(kernel, "parent", None)
+    ports = {getattr(app, name, 0) for name in ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")}
+    ports.add(getattr(getattr(kernel, "iopub_thread", None), "_pipe_port", 0) or 0)
+    return {p for p in ports if isinstance(p, int) and p > 0}
+
+
+def kernel_socket_fds(ports: set[int], cache: dict[tuple[int, int], bool] | None = None) -> list[tuple[int, int]]:
+    """(fd, inode) of this process's TCP sockets connected to or from ``ports`` on this host, as
+    they are now: a local port in ``ports`` (the kernel's listeners, and the connections
+    frontends made to them, also after ``%load_ext``), or a remote one at a local address (the
+    kernel's own connections to its ports, as ipykernel 7's client of its shell port).
+
+    It asks each socket fd for its two ends (``getsockname``/``getpeername``), where reading
+    ``/proc/net/tcp`` costs milliseconds on a busy host; ``cache`` keeps each socket's verdict
+    by (fd, inode), so a spawn only looks at sockets that are new since the previous one
+    (docs/reliability.md gives the figures).
+    """
+    if not ports:
+        return []
+    out = []
+    seen: dict[tuple[int, int], bool] = {}
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 2:
             continue
-    return inodes
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if not _stat.S_ISSOCK(st.st_mode):
+            continue
+        key = (fd, st.st_ino)
+        verdict = cache.get(key) if cache is not None else None
+        if verdict is None:
+            ends = _ends(fd)
+            verdict = ends is not None and (ends[1] in ports or (
+                ends[3] in ports and (ends[2] == ends[0] or _local_address(ends[2]))))
+        seen[key] = verdict
+        if verdict:
+            out.append(key)
+    if cache is not None:
+        cache.clear()
+        cache.update(seen)
+    return out
+
+
+def close_kernel_sockets(found: list[tuple[int, int]]) -> None:
+    """In a child: close the sockets ``kernel_socket_fds`` found (each still the same inode)."""
+    for fd, ino in found:
+        try:
+            if os.fstat(fd).st_ino == ino:
+                os.close(fd)
+        except OSError:
+            pass
 
 
 def kernel_fds(kernel: Any) -> list[tuple[int, int, int]]:
-    """(fd, st_dev, st_ino) of the kernel's TCP sockets (its five ports and the IOPub pipe's,
-    listening and connected) and of the eventfd/epoll descriptors of zmq and the kernel's loops.
-
-    Computed once in the parent: these live as long as the kernel does.
-    """
-    app = getattr(kernel, "parent", None)
-    ports = {getattr(app, name, 0) for name in ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")}
-    # the IOPub thread's PULL socket, where ipykernel collects a forked child's print()s
-    ports.add(getattr(getattr(kernel, "iopub_thread", None), "_pipe_port", 0) or 0)
-    ports.discard(0)
-    ports.discard(None)  # type: ignore[arg-type]
-    inodes = _tcp_inodes(ports) if ports else set()
+    """(fd, st_dev, st_ino) of the eventfd/epoll descriptors of zmq and the kernel's loops, as
+    at ``%load_ext`` (these live as long as the kernel does). The kernel's TCP sockets are
+    found in each child afresh (``kernel_socket_fds``)."""
     out = []
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
@@ -72,8 +134,6 @@ def kernel_fds(kernel: Any) -> list[tuple[int, int, int]]:
         except OSError:
             continue
         if link in ("anon_inode:[eventfd]", "anon_inode:[eventpoll]"):
-            out.append((fd, st.st_dev, st.st_ino))
-        elif link.startswith("socket:[") and int(link[8:-1]) in inodes:
             out.append((fd, st.st_dev, st.st_ino))
     return out
 
@@ -122,7 +182,14 @@ def _neutralise(old: Any, new: Any) -> None:
 
 def setup_child(proc: Process, kernel: Any, shell: Any, close_fds: list[int]) -> None:
     """The kernel child hook's body (see module docs)."""
-    for fd in close_fds:  # the kernel's sockets: a surviving child must not keep its ports
+    # The kernel's sockets as they were at the fork (a surviving child must not keep its ports
+    # or a frontend's connections): found by prepare_parent just before a spawn forks, else
+    # here; then zmq's and the loops' eventfd/epoll descriptors, found at %load_ext.
+    found = _at_fork[1] if _at_fork is not None and _at_fork[0] == os.getppid() else None
+    if found is None and kernel is not None:
+        found = kernel_socket_fds(kernel_ports(kernel))
+    close_kernel_sockets(found or [])
+    for fd in close_fds:
         try:
             os.close(fd)
         except OSError:
@@ -155,10 +222,17 @@ _child_session: Any = None
 _EXIT_WARNING = "To exit: use 'exit', 'quit', or Ctrl-D."
 
 
-def prepare_parent() -> None:
-    """In the kernel, before forking: build the Session children serialise their displays with.
-    Built once here (a traitlets object: ~1.5 ms), not in every child."""
-    global _child_session
+_verdicts: dict[tuple[int, int], bool] = {}  # kernel_socket_fds' cache, in the kernel
+_at_fork: tuple[int, list[tuple[int, int]]] | None = None  # (kernel pid, its sockets) at the last spawn
+
+
+def prepare_parent(kernel: Any = None) -> None:
+    """In the kernel, just before a spawn forks: find the kernel's sockets as they are now (the
+    children close them), and build the Session children serialise their displays with (a
+    traitlets object: ~1.5 ms, built once here, not in every child)."""
+    global _child_session, _at_fork
+    if kernel is not None:
+        _at_fork = (os.getpid(), kernel_socket_fds(kernel_ports(kernel), _verdicts))
     if _child_session is None:
         from jupyter_client.session import Session
 

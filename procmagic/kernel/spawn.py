@@ -165,7 +165,7 @@ class Spawn:
         opts = self.options
         kernel = not self.ctx.terminal
         if kernel:
-            prepare_parent()
+            prepare_parent(self.ctx.kernel)  # the kernel's sockets as they are now, for the children
         wirings: list[tuple[Process, SpawnWiring, Any, Any]] = []
         try:
             for i in range(opts.n):
