@@ -34,13 +34,38 @@ from .core import (
     watch,
 )
 from .core import signal as _install_handler
-from .core.call import call, call_async, wait_async
-from .core.call import map as map  # noqa: A004 (public as procmagic.map; see __all__)
+from .core.call import call as _call, call_async, wait_async
+from .core.call import map as _map
 from .core.pool import Manager, Pool
 from .core.values import ChildError, NoResult, RemoteTraceback, ResultChannel
 from .core.queue import queues, sweep_queues
 
 __version__ = "0.1.0"
+
+
+def call(fn: Any, *args: Any, view: Any = None, **kwargs: Any) -> Any:
+    """Run ``fn(*args, **kwargs)`` in a forked child and return its value
+    (:func:`procmagic.core.call.call`). With ``view=`` (an ipyparallel Client, DirectView or
+    Cluster), the child is forked on the view's first engine (``pip install 'procmagic[engines]'``);
+    ``fn``, its globals and the arguments travel there with cloudpickle."""
+    if view is None:
+        return _call(fn, *args, **kwargs)
+    from .engines.values import call_on_engines
+
+    return call_on_engines(view, fn, args, kwargs)
+
+
+def map(fn: Any, iterable: Any, workers: int | None = None, *, chunksize: int | None = None,  # noqa: A001
+        view: Any = None) -> list[Any]:
+    """``[fn(x) for x in iterable]`` computed by forked children, in order
+    (:func:`procmagic.core.call.map`). With ``view=``, the items are split into one block per
+    engine of the view, and each engine maps its block with ``workers`` children forked there."""
+    if view is None:
+        return _map(fn, iterable, workers, chunksize=chunksize)
+    from .engines.values import map_on_engines
+
+    return map_on_engines(view, fn, iterable, workers, chunksize)
+
 
 
 class _SignalFunction:

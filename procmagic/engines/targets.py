@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TargetError", "INSTALL_HINT", "require_ipyparallel", "parse_targets", "resolve", "push"]
+__all__ = ["TargetError", "INSTALL_HINT", "require_ipyparallel", "parse_targets", "resolve", "client_of_cluster", "push"]
 
 INSTALL_HINT = ("%%spawn --engines needs ipyparallel, which is not installed in this kernel's environment: "
                 "pip install 'procmagic[engines]' (or pip install ipyparallel), then restart the kernel")
@@ -75,10 +75,7 @@ def resolve(user_ns: dict[str, Any], view_name: str | None, targets: str | int |
             client = obj.client
             allowed = _view_targets(obj.targets, sorted(client.ids))
         elif isinstance(obj, ipp.Cluster):
-            client = _cluster_clients.get(id(obj))
-            if client is None:
-                client = _cluster_clients[id(obj)] = obj.connect_client_sync()
-            allowed = None
+            client, allowed = client_of_cluster(obj), None
         else:
             raise TargetError(f"--view {view_name} must be an ipyparallel Client, DirectView or Cluster, not "
                              f"{type(obj).__name__}")
@@ -98,6 +95,14 @@ def resolve(user_ns: dict[str, Any], view_name: str | None, targets: str | int |
     if missing:
         raise TargetError(f"--engines: no engine with id {', '.join(map(str, missing))}; available: {ids}")
     return client, list(targets)
+
+
+def client_of_cluster(cluster: Any) -> Any:
+    """One client per Cluster object, made on first use."""
+    client = _cluster_clients.get(id(cluster))
+    if client is None:
+        client = _cluster_clients[id(cluster)] = cluster.connect_client_sync()
+    return client
 
 
 def push(client: Any, engines: list[int], user_ns: dict[str, Any], names: list[str], timeout: float = 60.0) -> None:

@@ -93,6 +93,50 @@ def test_bad_options_say_what_to_do(nb):
     assert "--push goes with --engines" in cell.text() + str(cell.errors()), cell.outputs
 
 
+def test_call_and_map_with_view_fork_on_the_engines(nb, cluster):
+    cell = nb.execute(
+        "import os, procmagic\nfactor = 3\n"
+        "values = procmagic.map(lambda x: (x * factor, os.getppid()), range(7), workers=2, view=rc)\n"
+        "print('squares', [v for v, _ in values])\nprint('parents', sorted({p for _, p in values}))\n"
+        "print('call', procmagic.call(lambda a, b=0: (a + b, os.getppid()), 40, b=2, view=rc[1]))\n", timeout=90)
+    assert cell.reply["status"] == "ok", (cell.text(), cell.reply.get("evalue"))
+    text = cell.text()
+    assert "squares [0, 3, 6, 9, 12, 15, 18]" in text, text
+    # each block was mapped by children forked from its engine
+    assert f"parents {sorted(cluster.pids.values())}" in text, text
+    assert f"call (42, {cluster.pids[1]})" in text, text
+    assert no_forks_left(cluster)
+
+
+def test_interrupting_a_foreground_spawn_signals_the_remote_children(nb, cluster):
+    msg_id = nb.kc.execute("%%spawn --engines all --view rc --name napper\nimport time\n"
+                           "print('napping', flush=True)\ntime.sleep(120)\n")
+    assert nb.collect_until(lambda: nb.stream_text(msg_id).count("napping") == 2, timeout=60)
+    nb.km.interrupt_kernel()
+    from tests.kernel.conftest import Cell
+
+    cell = nb.finish(Cell(msg_id), timeout=60)
+    assert cell.reply["status"] == "error" and cell.reply["ename"] == "KeyboardInterrupt", cell.reply
+    text = cell.text()
+    assert text.count("killed by SIGINT") == 2, text
+    assert no_forks_left(cluster)
+    assert cluster.engine_alive(0) and cluster.engine_alive(1)
+
+
+def test_the_guard_runs_on_each_engine_and_names_the_refusing_one(nb, cluster):
+    cluster.client[1].execute("import threading\nstop_it = threading.Event()\n"
+                              "t = threading.Thread(target=stop_it.wait, name='busy-worker')\nt.start()", block=True)
+    try:
+        cell = nb.execute("%%spawn --engines all --view rc\nprint('forked')\n", timeout=90)
+        message = cell.text() + str(cell.reply.get("evalue"))
+        assert cell.reply["status"] == "error", cell.outputs
+        assert "engine 1:" in message and "busy-worker" in message, message
+        assert "engine 0:" not in message, message
+    finally:
+        cluster.client[1].execute("stop_it.set()\nt.join()", block=True)
+    assert no_forks_left(cluster)
+
+
 def test_kernel_shutdown_stops_remote_children_and_leaves_engines_up(cluster):
     k = Kernel()
     try:
