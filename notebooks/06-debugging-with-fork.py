@@ -4,7 +4,9 @@
 # A fork is a free snapshot of everything the notebook holds. That makes it a good tool for
 # debugging: try a risky change on a copy and throw the copy away, let a crash happen
 # somewhere it cannot hurt the kernel, and see exactly how a process died. It also shows,
-# by breaking on purpose, why procmagic refuses to fork while threads are alive.
+# by breaking on purpose, why procmagic refuses to fork while threads are alive. And it shows
+# how to get values back from children (`--result`, `procmagic.call` and `map`) and how to
+# step through a child's copy of the notebook in a debugger.
 
 # %%
 %load_ext procmagic
@@ -41,6 +43,102 @@ import json
 print("in the kernel:", [o["price"] for o in orders])
 kept = json.loads(trial.read())
 print("what the child sent back:", [o["id"] for o in kept])
+
+# %% [markdown]
+# ## Values back from a child: `--result`
+#
+# Sending JSON through the pipe works, but there is a shorter way: `--result VAR` binds the
+# value of the body's last expression (the value the cell displays) to `VAR` in the notebook
+# once the child ends. It travels pickled (cloudpickle), so instances of the notebook's own
+# classes, lambdas and large arrays come back too. With `-n`, `VAR` is a list in worker order.
+
+# %% expect=["exited 0"]
+%%spawn --result discounted
+[o["price"] for o in apply_discount(orders, 10)]
+
+# %% expect=["child's prices: \\[9.0, 9.9, 10.8, 11.7, 12.6\\]", "notebook's prices: \\[10.0, 11.0, 12.0, 13.0, 14.0\\]"]
+print("child's prices:", discounted)
+print("notebook's prices:", [o["price"] for o in orders])
+
+# %% [markdown]
+# A child that fails binds nothing, and the cell says why:
+
+# %% expect=["--result total: the child sent no value: it raised KeyError", "nothing was bound"] tags=["raises-exception"]
+%%spawn --result total
+sum(o["cost"] for o in orders)           # there is no "cost" key
+
+# %% [markdown]
+# ## `procmagic.call` and `procmagic.map`: functions in forked children
+#
+# From plain Python (no magic), `procmagic.call(fn, *args)` runs `fn` in a forked child and
+# returns its value; `procmagic.map(fn, items, workers=N)` spreads the items over N forked
+# workers and returns the values in order. The function is never pickled: the children are
+# forks, they have it already. That is why a function defined in a notebook cell works here,
+# while `multiprocessing.Pool` with Python 3.14's default start method (forkserver) cannot
+# run it. An exception in the child is raised again here with the child's traceback attached;
+# the notebook's interrupt stops every child.
+
+# %% expect=["\\[8.0, 8.8, 9.6, 10.4, 11.2\\]", "call: 5 orders", "ValueError: invalid literal"]
+def discounted_price(row, percent=20):
+    return round(row["price"] * (1 - percent / 100), 2)
+
+print(procmagic.map(discounted_price, orders, workers=2))
+print("call:", procmagic.call(len, orders), "orders")
+try:
+    procmagic.call(int, "three")
+except ValueError as error:
+    print(type(error).__name__ + ":", error)
+
+# %% [markdown]
+# With top-level `await`, the kernel keeps serving (widgets, other messages) while the child
+# works: `await procmagic.call_async(fn, ...)`, and `await proc.wait_async()` for a `Process`.
+
+# %% expect=["46\\.0"]
+await procmagic.call_async(sum, [o["price"] for o in orders[:4]])
+
+# %% [markdown]
+# ## A debugger in the child
+#
+# `breakpoint()`, `pdb.set_trace()` or IPython's `set_trace()` in a `%%spawn` body open a
+# debugger on the child's copy of the notebook. Its output appears in the cell and its
+# `ipdb>` prompt is the notebook's input box, as with `%debug`. `%%spawn --pdb` opens it at an
+# uncaught exception, before the child exits. A session looks like this (typed answers after
+# `ipdb>`):
+#
+# ```text
+# %%spawn --result total
+# prices = [o["price"] for o in orders]
+# breakpoint()
+# sum(prices)
+#
+# > <ipython-input>(2)<module>()
+# ipdb> p prices
+# [10.0, 11.0, 12.0, 13.0, 14.0]
+# ipdb> prices[0] = 100.0
+# ipdb> c
+# [procmagic] spawn-7 (id 9, pid 4242) exited 0 after 9.81 s, ...
+# ```
+#
+# and `total` is then `150.0`: the change was made in the child, and only its result came
+# back. (`input()` in a child asks the notebook the same way.)
+#
+# A notebook executed headless (nbconvert, papermill) cannot answer prompts, so here the
+# session runs in a `--bg` child and later cells type into it. The panel shows the child *in
+# debugger*; its stdin box answers it, and so does `procmagic.kernel.stdin.answer`:
+
+# %% expect=["dbg is in the debugger"]
+%%spawn --bg --name dbg --result total
+prices = [o["price"] for o in orders]
+breakpoint()
+sum(prices)
+
+# %% expect=["total: 150.0"]
+from procmagic.kernel.stdin import answer
+answer("dbg", "p prices", wait=30)               # printed in the cell above
+answer("dbg", "prices[0] = 100.0", wait=30)
+answer("dbg", "c", wait=30)
+%wait dbg
+print("total:", total)
 
 # %% [markdown]
 # ## A crashing child: its traceback and its exit status

@@ -189,17 +189,25 @@ def _reply(sock: socket.socket, kind: int, text: str) -> None:
         sock.setblocking(blocking)
 
 
-def answer(target: Any, text: str) -> None:
+def answer(target: Any, text: str, wait: float = 0.0) -> None:
     """Answer the prompt a ``--bg`` child waits on, from a later cell: ``target`` is the child's
-    Process, id or name (one waiting worker of a group, the first by index)."""
+    Process, id or name (one waiting worker of a group, the first by index). ``wait``: seconds to
+    wait for the child to ask, when it has not yet (a debugger session typed ahead)."""
+    import time
+
     from ..core.reaper import registry
 
     if not isinstance(text, str):
         raise TypeError(f"the answer must be a str (one line), not {type(text).__name__} {text!r}")
     procs = [target] if isinstance(target, Process) else registry.find(target)
     procs = procs if isinstance(procs, list) else [procs]
-    with _lock:
-        found = next((_waiting.pop(p.id) for p in procs if p.id in _waiting), None)
+    deadline = time.monotonic() + max(0.0, wait)
+    while True:
+        with _lock:
+            found = next((_waiting.pop(p.id) for p in procs if p.id in _waiting), None)
+        if found is not None or time.monotonic() >= deadline or not any(p.is_alive() for p in procs):
+            break
+        time.sleep(0.01)
     if found is None:
         names = ", ".join(str(p.name) for p in procs)
         raise LookupError(f"{names} is not waiting for input (procmagic.kernel.stdin.waiting() lists "
