@@ -100,8 +100,8 @@ class Pool(_Supervisor, _WorkerSide):
         if isinstance(count, bool) or not isinstance(count, numbers.Integral) or not 1 <= int(count) <= _MAX_WORKERS:
             raise ValueError(f"n must be a number of workers from 1 to {_MAX_WORKERS}, not {n!r}")
         if ipc not in ("queue", "pipe", None):
-            raise ValueError(f"unknown ipc {ipc!r}: use 'queue' (a SysV message queue), 'pipe' (each worker's "
-                             "own pipe) or None (no messages)")
+            raise ValueError(f"unknown ipc {ipc!r}: use 'queue' (a SysV message queue), 'pipe' (the pool's "
+                             "message bus: messages of any size to any worker) or None (no messages)")
         if mode not in ("orient", "balance"):
             raise ValueError(f"unknown mode {mode!r}: use 'orient' (send to one worker) or 'balance' (any worker)")
         if ipc != "queue" and (key is not None or capacity is not None or mode != "orient"):
@@ -281,7 +281,10 @@ class Pool(_Supervisor, _WorkerSide):
 
     def send(self, worker_id: int | None, data: bytes | str) -> None:
         """Send ``data`` to worker ``worker_id``'s ``on_message`` (None: any worker, in a
-        ``mode="balance"`` queue pool)."""
+        ``mode="balance"`` queue pool), from the parent or from a worker. A queue pool carries
+        up to kernel.msgmax bytes a message; a pipe pool's bus any size. Waits while the queue
+        or the worker's inbox is full (for an inbox, the parent supervises the pool meanwhile,
+        so a worker being respawned gets to read it)."""
         if self.ipc is None:
             raise ProcessStateError(f"pool {self.name!r} has ipc=None: make it with ipc='queue' or ipc='pipe' to send")
         if self.worker_id is None:
