@@ -337,7 +337,7 @@ def test_a_worker_can_ask_the_pool_to_shut_down() -> None:
     pool.start()
     assert time.monotonic() - started < WAIT
     assert sorted(wid for wid, _ in pool.statuses) == [0, 1, 2]
-    assert all(st.ok for _, st in pool.statuses), [str(st) for st in pool.statuses]
+    assert all(st.ok for _, st in pool.statuses), "; ".join(f"{wid}: {st}" for wid, st in pool.statuses)
 
 
 def test_a_detached_worker_leaves_the_pool_and_is_replaced(results: pmq.Queue, tmp_path: Any,

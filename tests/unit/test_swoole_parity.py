@@ -8,12 +8,14 @@ Workers report to the test through a queue; every wait is bounded by ``deadline(
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 from typing import Any, Iterator
 
 import pytest
+import sysv_ipc
 
 from procmagic import Pool, Process
 from procmagic.core import affinity
@@ -370,3 +372,61 @@ def test_swoole_process_pool__reload(results: pmq.Queue) -> None:
         assert pool.running
     finally:
         pool.shutdown(timeout=5)
+
+
+def test_swoole_process_pool__msgqueue(results: pmq.Queue) -> None:
+    """Messages put on a keyed queue by another program (raw sysv_ipc, any type) reach on_message."""
+    key, n = 0x70000002, 100
+    count = [0]
+
+    def on_message(pool: Pool, data: bytes) -> None:
+        assert len(json.loads(data)["data"]) == 1024
+        count[0] += 1
+        if count[0] == n:
+            results.push("DONE")
+            pool.shutdown()
+
+    pool = Pool(1, ipc="queue", mode="balance", key=key, on_message=on_message,
+                on_start=lambda pool: [sysv_ipc.MessageQueue(key).send(
+                    json.dumps({"data": "x" * 1024, "index": i}), type=i) for i in range(1, n + 1)])
+    pool.start()
+    assert take(results, 1) == ["DONE"]
+
+
+def test_swoole_process_pool__max_wait_time(results: pmq.Queue) -> None:
+    """Workers that ignore SIGTERM are killed once max_wait_time has passed; on_stop still runs."""
+    def target(pool: Pool, wid: int) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        results.push(str(wid))
+        if wid == 0:
+            for _ in range(4):  # once every worker ignores SIGTERM
+                results.pop()
+            pool.shutdown()
+        time.sleep(WAIT * 3)
+
+    stopped: list[str] = []
+    pool = Pool(4, target, max_wait_time=0.5, on_stop=lambda pool: stopped.append("shutdown"))
+    started = time.monotonic()
+    pool.start()
+    assert time.monotonic() - started < WAIT and stopped == ["shutdown"]
+    assert sorted(wid for wid, _ in pool.statuses) == [0, 1, 2, 3]
+    assert all(st.signal == signal.SIGKILL for _, st in pool.statuses)
+
+
+def test_swoole_process_pool__export_socket(results: pmq.Queue) -> None:
+    """Two workers talk through worker 0's channel; here, each other's inbox on the bus."""
+    def target(pool: Pool, wid: int) -> None:
+        if wid == 0:
+            results.push(pool.recv())
+            results.push("proc0 stop")  # before it writes: worker 1's shutdown() may stop it at once
+            pool.get_process(1).write("hello proc1\n")
+        else:
+            pool.get_process(0).write("hello proc0\n")
+            results.push(pool.recv())
+            results.push("proc1 stop")
+            pool.shutdown()
+            time.sleep(WAIT * 3)
+
+    pool = Pool(2, target, ipc="pipe", respawn=False)
+    pool.start()
+    assert take(results, 4) == ["hello proc0\n", "proc0 stop", "hello proc1\n", "proc1 stop"]
