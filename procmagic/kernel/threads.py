@@ -17,6 +17,9 @@ __all__ = ["KERNEL_THREAD_MODULES", "declare"]
 KERNEL_THREAD_MODULES = {
     "ipykernel": "ipykernel's own thread (IOPub, heartbeat, control, shell channel, output capture, parent poller)",
     "zmq": "a pyzmq thread (its garbage collector)",
+    # %%spawn --engines: an ipyparallel Client in the kernel runs its zmq I/O loop on its own
+    # thread; a child never uses the client (nor its sockets), as it never uses the kernel's.
+    "ipyparallel": "ipyparallel's client thread (its zmq I/O loop)",
     "IPython.core.history": "IPython's history-saving thread",
     "debugpy": "the debugger's thread",
     "_pydevd_bundle": "the debugger's thread",

@@ -55,6 +55,13 @@ def test_background_output_lands_in_the_spawning_cell_after_other_cells(nb, clus
     assert no_forks_left(cluster)
 
 
+def test_a_local_spawn_still_forks_beside_the_ipyparallel_client(nb):
+    # the client's own I/O thread is declared to the guard, as the kernel's threads are
+    cell = nb.execute("%%spawn\nprint('local child')\n", timeout=60)
+    assert cell.reply["status"] == "ok", (cell.text(), cell.reply.get("evalue"))
+    assert "local child" in cell.text()
+
+
 def test_push_sends_notebook_variables_and_functions(nb, cluster):
     nb.execute("base = 40\ndef plus(k):\n    return base + k\n", timeout=30)
     cell = nb.execute("%%spawn --engines 0, --view rc --push base,plus\nprint('answer', plus(2))\n", timeout=90)
