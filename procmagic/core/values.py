@@ -10,8 +10,10 @@ buffers. Values are pickled with cloudpickle (so lambdas, closures and classes d
 notebook come back) at pickle protocol 5: the data of numpy arrays, ``bytearray`` and other
 ``PickleBuffer`` exporters crosses out of band, sent straight from the child's memory and
 received straight into the memory the parent's value will use (``recv_into``), never held
-twice. Immutable ``bytes`` and ``str`` travel inside the pickle stream (the unpickler builds them
-from it: one copy, freed as soon as the value is loaded).
+twice. ``bytes`` and ``bytearray`` travel inside the pickle stream, which is received in mapped
+pieces of 4 MB that go back to the system as the unpickler reads them into the value
+(``readinto``): the peak stays about one value plus one piece. A ``str`` is decoded from UTF-8,
+which needs a temporary copy.
 
 The parent reads without blocking (``Receiver.read``), so an event loop can read a large value
 in pieces while it does other work; ``ResultChannel.receive`` is the blocking form.
@@ -19,7 +21,10 @@ in pieces while it does other work; ``ResultChannel.receive`` is the blocking fo
 
 from __future__ import annotations
 
+import collections
+import io
 import json
+import mmap
 import os
 import pickle
 import select
@@ -49,6 +54,7 @@ _LEN = struct.Struct("!Q")
 _MAX_BUFFERS = 1 << 16
 DEFAULT_LIMIT = 8 * 1024**3  # 8 GiB: generous, but a corrupt header cannot allocate the moon
 _SNDBUF = 4 * 1024 * 1024
+_PIECE = 4 * 1024 * 1024  # the pickle stream is received in pieces of this size at most
 
 
 class NoResult(ProcmagicError):
@@ -139,10 +145,11 @@ def send_error(sock: socket.socket, exc: BaseException, tag: int = 0) -> None:
 class Message:
     kind: int
     tag: int
-    data: Any  # bytearray (the pickle stream or JSON)
+    data: Any  # the pickle stream (or JSON) as a list of bytearray pieces; None once decoded
     buffers: list[bytearray] = field(default_factory=list)
     over_limit: int = 0  # the size, when the parent refused a message over its limit
     limit: int = 0  # that limit
+    decoded: "Outcome | None" = None  # decode()'s answer, kept: the data is gone by then
 
 
 @dataclass
@@ -161,26 +168,74 @@ class Outcome:
         raise self.error
 
 
+class _Pieces(io.RawIOBase):
+    """The received pickle stream as a file for the unpickler, each piece freed once read: a
+    large ``bytes`` in the value is read straight into the object the unpickler made for it
+    (``readinto``), so the stream and the value are never both held whole."""
+
+    def __init__(self, pieces: list[Any]) -> None:
+        super().__init__()
+        self._pieces = collections.deque(pieces)
+        pieces.clear()
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        out = memoryview(b).cast("B")
+        n = 0
+        while n < len(out) and self._pieces:
+            head = self._pieces[0]
+            take = min(len(head) - self._pos, len(out) - n)
+            out[n:n + take] = memoryview(head)[self._pos:self._pos + take]
+            n += take
+            self._pos += take
+            if self._pos == len(head):
+                self._pieces.popleft()
+                self._pos = 0
+                if isinstance(head, mmap.mmap):
+                    try:
+                        head.close()
+                    except BufferError:  # still viewed somewhere: freed with its last view
+                        pass
+        return n
+
+
+def _load(msg: Message) -> Any:
+    pieces, msg.data = msg.data, None
+    if len(pieces) == 1:
+        return pickle.loads(pieces[0], buffers=msg.buffers)
+    return pickle.Unpickler(_Pieces(pieces), buffers=msg.buffers).load()
+
+
 def decode(msg: Message) -> Outcome:
-    """The value or the exception a message carries (loading it in this process)."""
+    """The value or the exception a message carries (loading it in this process, once)."""
+    if msg.decoded is None:
+        msg.decoded = _decode(msg)
+        msg.buffers = []
+    return msg.decoded
+
+
+def _decode(msg: Message) -> Outcome:
     if msg.over_limit:
         return Outcome(False, error=NoResult(
             f"the child's value is {_size(msg.over_limit)}, over the limit of {_size(msg.limit)}; "
             "it was read and discarded", "too_large"), reason="too_large")
     if msg.kind == VALUE:
         try:
-            value = pickle.loads(msg.data, buffers=msg.buffers)
+            value = _load(msg)
         except Exception as exc:
             return Outcome(False, error=NoResult(
                 f"the child's value could not be loaded here: {type(exc).__name__}: {exc}", "unpicklable"),
                 reason="unpicklable")
         return Outcome(True, value)
     if msg.kind == ERROR:
-        raised, text = pickle.loads(msg.data)
+        raised, text = _load(msg)
         raised.__cause__ = RemoteTraceback(text)
         raised.child_traceback = text
         return Outcome(False, error=raised, reason="exception")
-    facts = json.loads(bytes(msg.data))
+    facts = json.loads(b"".join(msg.data))
     reason = facts.get("reason", "")
     if reason == "exception":
         err = ChildError(f"{facts.get('type')}: {facts.get('message')}\n(the child's exception could not be "
@@ -217,6 +272,12 @@ class Receiver:
         self._target = bytearray(size) if target is None else target
         self._view = memoryview(self._target)
         self._got = 0
+
+    def _start_piece(self) -> None:
+        size = min(self._left, _PIECE)
+        # A stream of several pieces gets pieces of its own mapped memory: each goes back to the
+        # system the moment the unpickler has read it, whatever malloc would do with a free().
+        self._start(size, mmap.mmap(-1, size) if self._size > _PIECE else None)
 
     @property
     def busy(self) -> bool:
@@ -272,10 +333,18 @@ class Receiver:
                     self._phase = "discard"
                     return
                 self._phase = "data"
-                self._start(self._size)
+                self._pieces: list[Any] = []
+                self._left = self._size
+                self._start_piece()
             elif self._phase == "data":
+                # the pickle stream arrives in pieces, which the unpickler frees as it goes
                 assert self._msg is not None
-                self._msg.data = self._target
+                self._pieces.append(self._target)
+                self._left -= len(self._target)
+                if self._left > 0:
+                    self._start_piece()
+                    continue
+                self._msg.data, self._pieces = self._pieces, []
                 self._phase = "buffer"
                 if not self._lens:
                     self._complete()

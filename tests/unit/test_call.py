@@ -217,3 +217,24 @@ def test_wait_async_times_out():
         asyncio.run(main(proc))
     finally:
         proc.stop(grace=1.0)
+
+
+def _status_kb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise LookupError(field)
+
+
+def test_a_large_value_is_not_held_twice_in_the_parent():
+    size = 64 * 1024 * 1024
+    for make in (lambda: b"z" * size, lambda: bytearray(size), lambda: b"y" * size):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak resident size (VmHWM) to the current one
+        before = _status_kb("VmRSS")
+        value = procmagic.call(make)
+        grew = _status_kb("VmHWM") - before
+        assert len(value) == size
+        assert grew < 1.3 * size, f"{type(value).__name__}: the peak grew by {grew / size:.2f}x the value"
+        del value
