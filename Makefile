@@ -47,7 +47,7 @@ test-compat:
 			touch $(COMPAT_VENV)/.installed; \
 		fi; \
 		$(ISOLATE) $(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/kernel tests/widgets \
-			--ignore=tests/widgets/test_browser.py; \
+			--ignore=tests/widgets/test_browser.py --ignore=tests/widgets/test_headless.py; \
 	fi
 
 # The tour notebook, executed in a real kernel without a browser; the executed notebook and an
