@@ -8,8 +8,9 @@ writer fail. So:
 
 - The base directory is ``$XDG_RUNTIME_DIR/procmagic`` where ``XDG_RUNTIME_DIR`` is set (systemd
   makes it per user, 0700), else ``<tempdir>/procmagic-<uid>``. It is created 0700 and then
-  verified with ``lstat``: a directory (not a symlink), owned by this user, mode 0700. A base that
-  fails the check is never written into; procmagic uses a fresh ``mkdtemp`` directory instead
+  verified with ``lstat``: a directory (not a symlink), owned by this user, mode 0700 (one of
+  this user's that nobody else could write into, such as a 0755 left by an older procmagic, is
+  tightened to 0700 first). A base that fails the check is never written into; procmagic uses a fresh ``mkdtemp`` directory instead
   (an unpredictable name, created 0700 by the kernel) and says so once on stderr.
 - Each process that writes files gets ``<base>/<pid>.<start ticks>`` (0700): the start time
   makes the name unique even when a pid is reused. It is removed at the process's normal exit;
@@ -63,13 +64,31 @@ def verify_private_dir(path: str) -> None:
 
 
 def _make_private_dir(path: str) -> str:
-    """Create ``path`` 0700 unless it exists, then verify it (UnsafeDirectory, OSError)."""
+    """Create ``path`` 0700 unless it exists, then verify it (UnsafeDirectory, OSError).
+
+    A directory of this user's own that others may read but never write (0755, as the first
+    procmagic made them) is tightened to 0700: nobody else could have planted anything in it.
+    One others may write into is never used."""
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
-        pass
+        _tighten(path)
     verify_private_dir(path)
     return path
+
+
+def _tighten(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return  # a symlink, not a directory, ...: verify_private_dir says which
+    try:
+        st = os.fstat(fd)
+        mode = _stat.S_IMODE(st.st_mode)
+        if st.st_uid == os.geteuid() and mode != 0o700 and not mode & 0o022:
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
 
 
 def _candidate() -> str:

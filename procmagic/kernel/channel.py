@@ -8,6 +8,17 @@ Session checks the pid), and must: a child writing to the kernel's zmq sockets c
 A frame is ``!IB`` (payload length, kind) then the payload. Kinds: ``o``/``e`` stdout/stderr
 bytes, ``m`` a Jupyter message as ``!I`` header length, header JSON, content JSON, ``i`` a
 prompt (JSON; the answer comes back the other way on the same socket, see ``stdin.py``).
+
+Bounded pieces. The child writes text in frames of at most ``TEXT_FRAME`` bytes whatever the
+size of one ``write()``; a message (a display, a result, a traceback) may take ``MESSAGE_FRAME``
+bytes, a prompt ``INPUT_FRAME``; a bigger message is replaced, in the child, by a line on its
+stderr saying so. The kernel's reader keeps at most one frame and one read in memory
+(docs/reliability.md, "Bounded memory").
+
+Validation. The reader checks every frame: a known kind, a length within that kind's bound, a
+message whose header and content are JSON objects of a message type a child may publish. The
+first bad frame raises ``BadFrame``: the router then ends that spawn's channel with a message in
+its cell, and the child is stopped.
 """
 
 from __future__ import annotations
@@ -18,13 +29,26 @@ import socket
 import struct
 from typing import Any, Iterator
 
-__all__ = ["FrameWriter", "ChannelRaw", "ChannelSocket", "FrameReader", "make_channel"]
+__all__ = ["FrameWriter", "ChannelRaw", "ChannelSocket", "FrameReader", "BadFrame", "make_channel",
+           "decode_message", "TEXT_FRAME", "MESSAGE_FRAME", "INPUT_FRAME"]
 
 _HEAD = struct.Struct("!IB")
 _HLEN = struct.Struct("!I")
 STDOUT, STDERR, MESSAGE = ord("o"), ord("e"), ord("m")
 INPUT = ord("i")  # a prompt: the child waits for the answer on the same socket (see stdin.py)
 _DELIM = b"<IDS|MSG>"
+
+TEXT_FRAME = 64 * 1024  # bytes of stdout/stderr text in one frame
+MESSAGE_FRAME = 16 * 1024 * 1024  # one display, result or traceback (JSON)
+INPUT_FRAME = 64 * 1024  # one prompt (JSON)
+_LIMITS = {STDOUT: TEXT_FRAME, STDERR: TEXT_FRAME, MESSAGE: MESSAGE_FRAME, INPUT: INPUT_FRAME}
+#: What a child may publish through the channel (its displayhook, display publisher, tracebacks).
+MESSAGE_TYPES = frozenset({"display_data", "update_display_data", "execute_result", "error", "stream",
+                           "clear_output"})
+
+
+class BadFrame(ValueError):
+    """A frame on a child's channel that procmagic's writer would never produce."""
 
 
 def make_channel() -> tuple[socket.socket, socket.socket]:
@@ -45,6 +69,12 @@ class FrameWriter:
             pass  # the kernel went away; PR_SET_PDEATHSIG ends us shortly
 
     def message(self, header: bytes, content: bytes) -> None:
+        size = _HLEN.size + len(header) + len(content)
+        if size > MESSAGE_FRAME:
+            note = (f"[procmagic] a message of {size / 2**20:.1f} MB (a display or a result) is larger than the "
+                    f"{MESSAGE_FRAME // 2**20} MB one message from a child may take; it was not sent\n")
+            self.frame(STDERR, note.encode())
+            return
         self.frame(MESSAGE, _HLEN.pack(len(header)) + header + content)
 
 
@@ -60,10 +90,10 @@ class ChannelRaw(io.RawIOBase):
         return True
 
     def write(self, data: Any) -> int:
-        data = bytes(data)
-        if data:
-            self._writer.frame(self._kind, data)
-        return len(data)
+        view = memoryview(data).cast("B")
+        for start in range(0, len(view), TEXT_FRAME):  # bounded frames, whatever one write's size
+            self._writer.frame(self._kind, bytes(view[start:start + TEXT_FRAME]))
+        return len(view)
 
 
 class ChannelSocket:
@@ -93,13 +123,18 @@ class FrameReader:
     """The kernel's side: feed bytes, get (kind, payload) frames back.
 
     Consecutive stdout (or stderr) frames come back as one: a child printing line by line
-    writes a frame per line, and the reader then decodes and stores each run once.
+    writes a frame per line, and the reader then decodes and stores each run once. At a frame
+    of an unknown kind or beyond its kind's bound, ``feed`` returns the good frames before it
+    and sets ``error`` (a ``BadFrame``); every later feed raises it.
     """
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self.error: BadFrame | None = None
 
     def feed(self, data: bytes) -> Iterator[tuple[int, bytes]]:
+        if self.error is not None:
+            raise self.error
         buf = self._buf
         buf += data
         pos = 0
@@ -111,6 +146,13 @@ class FrameReader:
         frames: list[tuple[int, bytes]] = []
         while n - pos >= head:
             length, kind = unpack(buf, pos)
+            limit = _LIMITS.get(kind)
+            if limit is None or length > limit:
+                what = f"a frame of unknown kind {kind}" if limit is None else (
+                    f"a {chr(kind)!r} frame of {length} bytes (at most {limit})")
+                self.error = BadFrame(f"{what} at byte {pos} of the pending data")
+                del buf[:]  # nothing after a bad frame can be trusted
+                break
             end = pos + head + length
             if end > n:
                 break
@@ -128,7 +170,7 @@ class FrameReader:
                 run_kind, run = kind, [payload]
         if run:
             frames.append((run_kind, b"".join(run)))
-        if pos:
+        if pos and self.error is None:
             del buf[:pos]
         return iter(frames)
 
@@ -138,8 +180,31 @@ class FrameReader:
 
 
 def decode_message(payload: bytes) -> tuple[str, dict[str, Any]]:
-    """(msg_type, content) of a MESSAGE frame."""
+    """(msg_type, content) of a MESSAGE frame; ``BadFrame`` when it is not one procmagic's
+    writer makes (a header length past the end, JSON that is not an object, an unknown type)."""
+    if len(payload) < _HLEN.size:
+        raise BadFrame(f"a message frame of {len(payload)} bytes, too short for its header length")
     (hlen,) = _HLEN.unpack_from(payload, 0)
-    header = json.loads(payload[4 : 4 + hlen])
-    content = json.loads(payload[4 + hlen :])
-    return str(header.get("msg_type", "")), content
+    if hlen > len(payload) - _HLEN.size:
+        raise BadFrame(f"a message header of {hlen} bytes in a frame of {len(payload)}")
+    try:
+        header = json.loads(payload[4 : 4 + hlen])
+        content = json.loads(payload[4 + hlen :])
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise BadFrame(f"a message that is not JSON ({type(exc).__name__})") from None
+    if not isinstance(header, dict) or not isinstance(content, dict):
+        raise BadFrame("a message whose header or content is not a JSON object")
+    msg_type = header.get("msg_type")
+    if msg_type not in MESSAGE_TYPES:
+        raise BadFrame(f"a message of type {str(msg_type)[:40]!r}, which a child may not publish")
+    if msg_type == "stream":
+        ok = content.get("name") in ("stdout", "stderr") and isinstance(content.get("text"), str)
+    elif msg_type == "error":
+        ok = isinstance(content.get("traceback", []), list)
+    elif msg_type == "clear_output":
+        ok = True
+    else:
+        ok = isinstance(content.get("data"), dict) and isinstance(content.get("metadata", {}), dict)
+    if not ok:
+        raise BadFrame(f"a {msg_type} message whose content is not shaped like one")
+    return str(msg_type), content

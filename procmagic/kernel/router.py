@@ -32,7 +32,7 @@ import time
 from typing import Any, Callable
 
 from ..core import runtime
-from .channel import INPUT, MESSAGE, STDERR, STDOUT, FrameReader, decode_message
+from .channel import INPUT, MESSAGE, STDERR, STDOUT, BadFrame, FrameReader, decode_message
 
 __all__ = ["Router", "Source", "ReadBudget", "BACKGROUND_BUDGET", "roomy"]
 
@@ -153,6 +153,8 @@ class Router:
         self._log_state = "unopened"  # "open", "full" (the limit), "failed" (could not write)
         self._notices: list[str] = []  # log notices, kept out of the cap's count
         self.messages = 0
+        self.bad_frames = 0
+        self.on_bad_source: Callable[[int | None], None] | None = None  # the spawn stops that child
         self.on_message: Callable[[str, dict[str, Any]], None] | None = None  # widgets listen here
         self.on_stream: Callable[[str, str], None] | None = None  # and here: (name, text) of each stream sent
         # a child's prompt: on_input(worker, socket, payload), see stdin.py; None refuses it
@@ -222,9 +224,13 @@ class Router:
                 elif kind == MESSAGE:
                     try:
                         msg_type, content = decode_message(payload)
-                    except ValueError:
-                        continue
+                    except BadFrame as exc:
+                        source.frames.error = exc
+                        break
                     self.message(msg_type, content)
+            if source.frames.error is not None:
+                self._bad_source(source, source.frames.error)
+                return False  # the driver stops watching fd, then calls close_source(fd)
         self._maybe_flush(now, sporadic)
         if self.budget is not None and not sporadic:
             self.budget.spend(time.monotonic() - started, now)
@@ -261,6 +267,9 @@ class Router:
         if self._label and worker is not None:
             text = self._labelled(key, text, f"[{worker}] ")
         self._write_log(text)
+        if self.published >= self.cap:  # past the cap: the log has it, the notebook gets none of it
+            self.withheld += len(text)
+            return
         self._pending.setdefault(key, []).append(text)
         self._pending_bytes += len(text)
 
@@ -354,6 +363,16 @@ class Router:
         self._publish(msg_type, content)
         if self.on_message is not None:
             self.on_message(msg_type, content)
+
+    def _bad_source(self, source: Source, error: BadFrame) -> None:
+        """A child sent what procmagic's writer never would: say so in the cell, stop reading
+        that channel, and let the spawn stop the child (``on_bad_source``)."""
+        who = f"worker {source.worker}" if self._label and source.worker is not None else "the child"
+        self.add_notice(f"[procmagic] bad data on the output channel of {who}: {error}; the channel is "
+                        "closed and the child is stopped (SIGTERM, then SIGKILL after ProcMagics.term_grace)\n")
+        self.bad_frames += 1
+        if self.on_bad_source is not None:
+            self.on_bad_source(source.worker)
 
     def _input(self, source: Source, payload: bytes) -> None:
         if self.on_input is not None:

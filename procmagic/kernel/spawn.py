@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import itertools
 import os
+import signal as _signal
 import socket
 import sys
 import threading
@@ -150,6 +151,7 @@ class Spawn:
         self.router = Router(self.publish, label_workers=options.n > 1, cap=settings.output_cap,
                              interval=settings.flush_interval, log_dir=settings.log_dir or None,
                              log_name=_log_name(self.name, self.number), log_limit=settings.log_limit)
+        self.router.on_bad_source = self.stop_worker  # a child that sent bad frames is stopped
 
     @property
     def done(self) -> bool:
@@ -245,6 +247,22 @@ class Spawn:
     def status_line(self, proc: Process, status: ExitStatus) -> str:
         return (f"[procmagic] {proc.name} (id {status.id}, pid {status.pid}) {status.how} after "
                 f"{status.wall_time:.2f} s, cpu {status.cpu_time:.2f} s, peak rss {status.max_rss / 1e6:.0f} MB\n")
+
+    def stop_worker(self, worker: int | None) -> None:
+        """Stop the child of ``worker`` (None: every child) without blocking: SIGTERM to its
+        group now, SIGKILL after ``term_grace`` if it is still running (on the output loop)."""
+        procs = [p for p in self.procs if worker is None or getattr(p, "worker", None) == worker]
+        for proc in procs:
+            proc.kill(_signal.SIGTERM)
+
+        def kill_rest() -> None:
+            for proc in procs:
+                if proc.exitstatus is None:
+                    proc.kill(_signal.SIGKILL)
+
+        loop = self.ctx.output_loop()
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.call_later, self.settings.term_grace, kill_rest)
 
     def record(self, proc: Process, status: ExitStatus) -> None:
         self.statuses[proc.id] = status

@@ -58,7 +58,16 @@ def test_a_symlink_planted_at_the_base_is_never_followed(tmp_path: Path) -> None
     assert "is a symlink" in out["stderr"]
 
 
-@pytest.mark.parametrize("mode", [0o755, 0o777])
+def test_a_base_of_ours_that_others_may_only_read_is_tightened(tmp_path: Path) -> None:
+    base = tmp_path / "procmagic"
+    base.mkdir()
+    os.chmod(base, 0o755)  # as the first procmagic left them: nobody else could write into it
+    out = _run(tmp_path, "out['dir'] = runtime.process_dir()", tmp=tmp_path)
+    assert out["dir"].startswith(str(base) + os.sep)
+    assert _mode(base) == 0o700 and "not using" not in out["stderr"]
+
+
+@pytest.mark.parametrize("mode", [0o775, 0o777, 0o757])
 def test_a_base_open_to_others_is_not_used(tmp_path: Path, mode: int) -> None:
     base = tmp_path / "procmagic"
     base.mkdir()

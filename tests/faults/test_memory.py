@@ -1,0 +1,69 @@
+"""Bounded memory (docs/reliability.md): whatever a child prints, and however it writes it, the
+kernel's resident memory grows by at most a few tens of MB."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import SOAK
+
+BOUND_MB = 48  # docs/reliability.md: the promise
+
+
+def _reset_peak(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def _mem(pid: int) -> dict[str, int]:
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] = int(line.split()[1]) // 1024
+    return out
+
+
+@pytest.fixture
+def peak(kernel):
+    """``peak()``: the kernel's peak RSS growth in MB since the fixture started."""
+    if not _reset_peak(kernel.pid):
+        pytest.skip("cannot reset the kernel's peak RSS (/proc/PID/clear_refs)")
+    # the first spawns' imports (ipywidgets for a --bg panel) and buffers are not growth
+    kernel.execute("%%spawn --bg -n 2\nprint('warm')")
+    kernel.execute("%wait", timeout=120)
+    kernel.execute("%%spawn\nprint('warm')", timeout=120)
+    _reset_peak(kernel.pid)
+    start = _mem(kernel.pid)["VmRSS"]
+    return lambda: _mem(kernel.pid)["VmHWM"] - start
+
+
+@pytest.mark.timeout(300)
+def test_one_huge_write_costs_the_kernel_a_bounded_amount(kernel, peak, figure):
+    size = 300_000_000 * SOAK
+    cell = kernel.execute(f"%%spawn\nimport sys\nsys.stdout.write('h' * {size})\nsys.stdout.flush()", timeout=240)
+    grown = peak()
+    figure("kernel peak RSS growth for one 300 MB write", grown, "MB")
+    text = cell.text()
+    assert "withheld past the cap" in text and "exited 0" in text
+    assert grown < BOUND_MB, f"kernel grew {grown} MB (871 MB before the fix)"
+
+
+@pytest.mark.timeout(300)
+def test_a_flood_of_printing_children_costs_the_kernel_a_bounded_amount(kernel, peak, figure):
+    seconds = 5 * SOAK
+    # published output waits in zmq until the frontend takes it: bounded by output_cap per
+    # spawn, not by procmagic's buffers (docs/reliability.md); 4 spawns x 1 MB here
+    kernel.execute("%config ProcMagics.output_cap = 1_000_000")
+    cells = [kernel.execute(f"%%spawn --bg --name flood{i} -n 2\nimport time\nend = time.time() + {seconds}\n"
+                            "while time.time() < end: print('flood ' * 20)") for i in range(4)]
+    kernel.execute("%wait", timeout=240)
+    grown = peak()
+    figure("children flooding", 8, "children")
+    figure("kernel peak RSS growth while they flood", grown, "MB")
+    assert all("exited 0" in kernel.stream_text(c.msg_id) for c in cells)
+    assert grown < BOUND_MB
