@@ -248,13 +248,21 @@ class Pool(_Supervisor, _WorkerSide):
                 self._bus = _pool_bus.Bus(self.n)
             self._pids = _pool_bus.PidTable(self.n)
             self._unsubscribe = registry.subscribe(self._on_registry_event)
-            self._install_signals()
-            for wid in range(self.n):
-                self._spawn(wid)
-            if self.on_start is not None:
-                self.on_start(self)
+            # A SIGTERM or SIGUSR1 from here on is a request to the loop (a worker may send one
+            # before its own slot is even filled in): the first _step acts on it.
+            self._supervising += 1
+            try:
+                self._install_signals()
+                for wid in range(self.n):
+                    self._spawn(wid)
+                if self.on_start is not None:
+                    self.on_start(self)
+            finally:
+                self._supervising -= 1
             if block:
                 self._supervise(None)
+            else:
+                self._step()
         except KeyboardInterrupt:
             self._interrupted()
             raise
