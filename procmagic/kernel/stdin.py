@@ -25,6 +25,7 @@ read it); ``--bg --redirect`` keeps Python's stdin on that pipe too, as document
 from __future__ import annotations
 
 import builtins
+import collections
 import getpass
 import io
 import json
@@ -39,7 +40,7 @@ from ..core.process import Process
 from .channel import INPUT
 from .debug import is_debugger_prompt
 
-__all__ = ["INPUT", "Prompt", "waiting", "answer", "subscribe", "StdinBroker", "install_relay", "wants_relay"]
+__all__ = ["Prompt", "waiting", "answer", "close_input", "subscribe", "StdinBroker", "install_relay", "wants_relay"]
 
 ANSWER, REFUSED, END = ord("a"), ord("x"), ord("z")  # kernel -> child: the line, why not, end of input
 _HEAD = struct.Struct("!IB")
@@ -147,6 +148,8 @@ class Prompt:
 
 
 _waiting: dict[int, Prompt] = {}  # by Process id
+_closed: set[int] = set()  # children whose input was closed (close_input): every prompt reads EOF
+_typed: dict[int, "collections.deque[str]"] = {}  # lines typed ahead of a child's next prompt
 _listeners: list[Callable[[str, Prompt], None]] = []
 _lock = threading.Lock()  # prompts arrive on the IOPub thread, answers come from the main thread
 
@@ -189,10 +192,12 @@ def _reply(sock: socket.socket, kind: int, text: str) -> None:
         sock.setblocking(blocking)
 
 
-def answer(target: Any, text: str, wait: float = 0.0) -> None:
+def answer(target: Any, text: str, wait: float = 0.0, typeahead: bool = False) -> str:
     """Answer the prompt a ``--bg`` child waits on, from a later cell: ``target`` is the child's
     Process, id or name (one waiting worker of a group, the first by index). ``wait``: seconds to
-    wait for the child to ask, when it has not yet (a debugger session typed ahead)."""
+    wait for the child to ask, when it has not yet. ``typeahead=True``: when no prompt waits
+    (yet), keep the line for the child's next prompt, as a terminal does (the panel's stdin box).
+    Returns ``"answered"`` or ``"queued"``."""
     import time
 
     from ..core.reaper import registry
@@ -208,18 +213,40 @@ def answer(target: Any, text: str, wait: float = 0.0) -> None:
         if found is not None or time.monotonic() >= deadline or not any(p.is_alive() for p in procs):
             break
         time.sleep(0.01)
+    if found is None and typeahead:
+        live = [p for p in procs if p.is_alive()]
+        if live:
+            with _lock:
+                found = _waiting.pop(live[0].id, None)  # it may have asked meanwhile
+                if found is None:
+                    _typed.setdefault(live[0].id, collections.deque()).append(text.rstrip("\n"))
+                    return "queued"
     if found is None:
         names = ", ".join(str(p.name) for p in procs)
         raise LookupError(f"{names} is not waiting for input (procmagic.kernel.stdin.waiting() lists "
                           "the children that are)")
     _reply(found.sock, ANSWER, text.rstrip("\n"))
     _emit("answered", found)
+    return "answered"
+
+
+def close_input(proc: Process) -> None:
+    """End a ``--bg`` child's input: a prompt it waits on, and every later one, reads end of file
+    (``input()`` raises EOFError; a debugger quits). The panel's "close stdin" button."""
+    with _lock:
+        _closed.add(proc.id)
+        prompt = _waiting.pop(proc.id, None)
+    if prompt is not None:
+        _reply(prompt.sock, END, "stdin was closed from the notebook")
+        _emit("answered", prompt)
 
 
 def forget(proc: Process) -> None:
     """The child ended: a prompt it left is void."""
     with _lock:
         prompt = _waiting.pop(proc.id, None)
+        _closed.discard(proc.id)
+        _typed.pop(proc.id, None)
     if prompt is not None:
         _emit("answered", prompt)
 
@@ -272,7 +299,17 @@ class StdinBroker:
     def _hold(self, proc: Process, sock: socket.socket, text: str, request: dict[str, Any]) -> None:
         prompt = Prompt(proc, text, bool(request.get("password")), bool(request.get("debugger")), sock)
         with _lock:
-            _waiting[proc.id] = prompt
+            closed = proc.id in _closed
+            typed = _typed.get(proc.id)
+            line = typed.popleft() if typed else None
+            if not closed and line is None:
+                _waiting[proc.id] = prompt
+        if closed:
+            _reply(sock, END, "stdin was closed from the notebook")
+            return
+        if line is not None:  # typed ahead: answered at once
+            _reply(sock, ANSWER, line)
+            return
         what = "in the debugger" if prompt.debugger else "waiting for input"
         self.spawn.router.add_notice(
             f"[procmagic] {proc.name} is {what}: {text!r}; answer it in the panel's stdin box or with "

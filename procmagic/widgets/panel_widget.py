@@ -11,7 +11,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from ..kernel.stdin import answer as stdin_answer, waiting as stdin_waiting
+from ..kernel.stdin import answer as stdin_answer, close_input as stdin_close_input, waiting as stdin_waiting
 from .controls import RowPool, action_buttons, button, html, send_signal, shared
 from .facts import proc_facts
 from .render import BORDER, GOOD, MONO, MUTED, row_html
@@ -156,10 +156,10 @@ class PanelWidget:
         done = []
         for proc in targets:
             try:
-                if stdin_waiting(proc) is not None:
-                    stdin_answer(proc, line)  # the child asked (input(), a debugger): answer it
-                elif self.relayed:
-                    continue  # nothing else reads a relayed child's stdin
+                if self.relayed or stdin_waiting(proc) is not None:
+                    # the child's input() or debugger asks through the kernel: answer it, or keep
+                    # the line for its next prompt
+                    stdin_answer(proc, line, typeahead=True)
                 else:
                     proc.write(line + "\n")
                 done.append(proc)
@@ -177,7 +177,10 @@ class PanelWidget:
         targets = self._targets()
         for proc in targets:
             try:
-                proc.close("write")
+                if self.relayed:
+                    stdin_close_input(proc)  # its prompts read end of file from now on
+                else:
+                    proc.close("write")
             except Exception:
                 pass
             self.stdin_closed.add(proc.id)
