@@ -52,3 +52,13 @@ def test_sigterm_to_an_idle_kernel_running_a_pool(kernel):
     assert kernel.collect_until(lambda: queue_id not in sysv_queue_ids(), timeout=30)
     _check_gone(queue_id, pids)
     assert kernel.execute(_REPORT).text().strip() == _EXPECTED
+
+
+def test_the_interrupt_button_stops_a_pool_blocking_its_cell_with_its_callbacks(kernel):
+    cell = kernel.execute(_POOL + "pool.start()", wait=False)
+    queue_id, pids = _ready(kernel, cell)
+    kernel.km.interrupt_kernel()
+    kernel.finish(cell, timeout=60)
+    assert cell.reply["status"] == "error" and cell.reply["ename"] == "KeyboardInterrupt"
+    _check_gone(queue_id, pids)
+    assert kernel.execute(_REPORT).text().strip() == _EXPECTED
