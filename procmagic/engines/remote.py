@@ -26,6 +26,7 @@ import time
 from typing import Any, Deque
 
 from . import agent
+from .children import RemoteChild, _EngineRun
 
 __all__ = ["RemoteChild", "RemoteSpawn", "remote_spawns", "POLL_INTERVAL", "LOST_AFTER"]
 
@@ -39,64 +40,6 @@ _history: Deque["RemoteSpawn"] = collections.deque(maxlen=100)
 def remote_spawns() -> list["RemoteSpawn"]:
     """The last 100 remote spawns, oldest first."""
     return list(_history)
-
-
-class RemoteChild:
-    """One child forked on an engine, as the notebook sees it (the latest facts it was told)."""
-
-    def __init__(self, spawn: "RemoteSpawn", engine: int, host: str, info: dict[str, Any]) -> None:
-        self.spawn = spawn
-        self.engine = engine
-        self.host = host
-        self.id = int(info["id"])  # the id on its engine
-        self.pid = int(info["pid"])
-        self.name = f"{info['name']}@e{engine}"
-        self.worker = int(info.get("worker") or 0)
-        self.state = "running"  # running, exited, lost
-        self.how = ""  # "exited 0", "killed by SIGTERM"... once ended
-        self.ok: bool | None = None
-        self.cpu: float | None = None
-        self.rss: int | None = None
-        self.peak: int | None = None
-        self.started = time.time()
-        self.ended: float | None = None
-
-    @property
-    def key(self) -> str:
-        """How ``%kill`` and ``%wait`` name it: ``e<engine>:<id on the engine>``."""
-        return f"e{self.engine}:{self.id}"
-
-    @property
-    def live(self) -> bool:
-        return self.state == "running"
-
-    @property
-    def runtime(self) -> float:
-        return (self.ended or time.time()) - self.started
-
-    def __repr__(self) -> str:
-        return f"<RemoteChild {self.key} {self.name!r} pid {self.pid} on {self.host} {self.state}>"
-
-
-class _EngineRun:
-    """One engine's part of a spawn: its header, its children, and the state question in flight."""
-
-    def __init__(self, engine: int, header: dict[str, Any], future: Any) -> None:
-        self.engine = engine
-        self.header = header
-        self.future = future  # ipyparallel's MessageFuture for header's msg_id: its iopub callbacks
-        self.host = "?"
-        self.children: list[RemoteChild] = []
-        self.finished = False  # the engine said its spawn ended (all output sent before)
-        self.lost = False
-        self.question: Any = None  # AsyncResult of agent.poll
-        self.asked_at = 0.0
-        self.answered_at = time.monotonic()
-        self.ended_seen: float | None = None  # when a state answer first said all children ended
-
-    @property
-    def done(self) -> bool:
-        return self.finished or self.lost or not self.children
 
 
 class RemoteSpawn:
@@ -121,6 +64,7 @@ class RemoteSpawn:
         self._tick_handle: Any = None
         self._line_start: dict[tuple[int, str], bool] = {}
         self._views: dict[int, Any] = {}
+        self.panel: Any = None  # the live table above the output (a kernel, not a terminal)
         self.poll_interval = POLL_INTERVAL
         self.lost_after = LOST_AFTER
 
@@ -197,6 +141,11 @@ class RemoteSpawn:
             self.finished.set()
             raise RuntimeError("%%spawn --engines could not start on every engine:\n  " + "\n  ".join(failures)
                                + ("\n(the children started on the other engines were stopped)" if started else ""))
+        if not self.ctx.terminal:
+            from .panel import RemotePanel
+
+            self.panel = RemotePanel(self)
+            self.panel.show()
         if self.options.bg:
             if self.loop is not None:
                 self.loop.call_soon_threadsafe(self._tick_on_loop)
@@ -273,6 +222,8 @@ class RemoteSpawn:
                     child.cpu = data.get("cpu")
                     child.peak = data.get("max_rss")
                     child.ended = child.started + float(data.get("wall") or child.runtime)
+            if self.panel is not None:
+                self.panel.update(force=True)
         elif data.get("kind") == "finished":
             run.finished = True
             self._check_done()
@@ -307,6 +258,8 @@ class RemoteSpawn:
                 self._update(run, rows)
             elif now - run.asked_at >= self.lost_after:
                 self._lose(run, f"no answer for {self.lost_after:.0f} s")
+        if self.panel is not None:
+            self.panel.update()
         self._check_done()
 
     def _update(self, run: _EngineRun, rows: list[dict[str, Any]]) -> None:
@@ -345,6 +298,8 @@ class RemoteSpawn:
         for child in running:
             child.state = "lost"
             child.ended = time.time()
+        if self.panel is not None:
+            self.panel.update(force=True)
         self.publish("stream", {"name": "stderr", "text": (
             f"[procmagic] engine {run.engine} ({run.host}) stopped answering ({why}): shown as lost with its "
             f"{len(running)} running children; procmagic no longer waits for them\n")})
@@ -354,6 +309,8 @@ class RemoteSpawn:
             return
         if all(run.done for run in self.runs.values()):
             self._release()
+            if self.panel is not None:
+                self.panel.update(force=True)
             self.finished.set()
 
     def _release(self) -> None:

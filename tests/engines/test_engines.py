@@ -36,6 +36,14 @@ def test_foreground_output_is_labelled_by_engine_and_worker(nb, cluster):
             # forked from the engine itself: the child's parent is the engine's pid
             assert f"[engine {engine}] [{worker}] hello {engine} {worker} {cluster.pids[engine]}\n" in text, text
     assert text.count("exited 0") == 4, text
+    # the live table above the output: a row per remote child, redrawn in place as they end
+    shown = cell.of_type("display_data")
+    assert shown and "on engines 0, 1" in shown[0]["data"]["text/plain"], shown
+    display_id = shown[0]["transient"]["display_id"]
+    last = [m for m in cell.of_type("update_display_data") if m["transient"]["display_id"] == display_id][-1]
+    table = last["data"]["text/plain"]
+    assert "4 exited" in table and table.count("exited 0") == 4, table
+    assert all(f"@e{e}" in table for e in (0, 1)) and "host" in table, table
     assert no_forks_left(cluster)
 
 
@@ -68,6 +76,23 @@ def test_push_sends_notebook_variables_and_functions(nb, cluster):
     assert cell.reply["status"] == "ok", cell.outputs
     assert "[engine 0] answer 42\n" in cell.text()
     assert "[engine 1]" not in cell.text()  # "0," is engine 0 alone
+
+
+def test_queue_redirect_and_timeout_compose_on_each_engine(nb, cluster):
+    # a queue on each engine's host, shared by that engine's two children; --redirect carries
+    # a subprocess's output; the --timeout is the engine's own
+    cell = nb.execute("%%spawn --engines all --view rc -n 2 --queue --redirect --timeout 20\n"
+                      "import os\nif proc.worker == 0:\n    proc.push(f'hello from engine {proc.engine}')\n"
+                      "else:\n    os.system(f'echo worker 1 got {proc.pop().decode()!r}')\n", timeout=90)
+    assert cell.reply["status"] == "ok", (cell.text(), cell.reply.get("evalue"))
+    text = cell.text()
+    for engine in (0, 1):
+        assert f"[engine {engine}] [1] worker 1 got hello from engine {engine}" in text, text
+    cell = nb.execute("%%spawn --engines 1 --view rc --timeout 1\nimport time\nprint('waiting', flush=True)\n"
+                      "time.sleep(60)\n", timeout=90)
+    text = cell.text()
+    assert "[engine 0] [procmagic] time-out after 1.0 s" in text and "killed by SIGTERM" in text, text
+    assert no_forks_left(cluster)
 
 
 def test_kill_of_a_remote_child_leaves_its_engine_running(nb, cluster):
