@@ -179,3 +179,33 @@ print("the thread is gone: forking is safe again")
 # - `06-debugging-with-fork`: experiments on a copy of your state, crashes, deadlocks.
 #
 # The documentation (`make docs`, then `build/site/index.html`) has the full reference.
+
+# %% [markdown]
+# ## Exercises
+#
+# Predict first (write your answer in the empty cell, or on paper), then run the cell after it.
+# The answers, with the reasons, are in `solutions/01-tour-solutions.ipynb`.
+#
+# **1.** A child empties `scores`. What does it print, and what is `scores` in the notebook after?
+
+# %%
+# your prediction:
+
+# %%
+%%spawn
+scores.clear()
+print("in the child:", scores)
+
+# %%
+print("in the notebook:", scores)
+
+# %% [markdown]
+# **2.** A child divides by zero. How does the cell show it, and what exit status does the last line
+# report?
+
+# %%
+# your prediction:
+
+# %% tags=["raises-exception"]
+%%spawn --name divider
+print(1 / 0)

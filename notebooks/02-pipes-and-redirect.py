@@ -186,3 +186,37 @@ try:
 except OSError as err:
     print(repr(err))
     print(err.exit_status)
+
+# %% [markdown]
+# ## Exercises
+#
+# Predict first (write your answer in the empty cell, or on paper), then run the cell after it.
+# The answers, with the reasons, are in `solutions/02-pipes-and-redirect-solutions.ipynb`.
+#
+# **1.** On a dgram pipe the child writes `b"one"` and then `b"two"`, and exits. What does one
+# `read()` in the parent return?
+
+# %%
+# your prediction:
+
+# %%
+def two_words(p):
+    p.write(b"one")
+    p.write(b"two")
+
+p = Process(two_words, pipe="dgram")
+p.start()
+p.join()
+print(p.read())
+
+# %% [markdown]
+# **2.** The same child on a *stream* pipe. What does one `read()` return now?
+
+# %%
+# your prediction:
+
+# %%
+p = Process(two_words, pipe="stream")
+p.start()
+p.join()
+print(p.read())

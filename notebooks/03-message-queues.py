@@ -170,3 +170,40 @@ for p in (a, b):
 # %% expect=["queues this kernel still has: \\[\\]"]
 print("queues this kernel still has:", [q for q in queues() if q.mine])
 print("leftovers of dead owners swept:", sweep_queues())
+
+# %% [markdown]
+# ## Exercises
+#
+# Predict first (write your answer in the empty cell, or on paper), then run the cell after it.
+# The answers, with the reasons, are in `solutions/03-message-queues-solutions.ipynb`.
+#
+# **1.** A queue gets `b"a"`, `b"b"`, `b"c"` pushed in that order. In which order do three `pop()`s
+# return them?
+
+# %%
+# your prediction:
+
+# %%
+box = Process(lambda p: None)
+box.use_queue(nowait=True)
+for word in ["a", "b", "c"]:
+    box.push(word)
+print([box.pop() for _ in range(3)])
+box.free_queue()
+
+# %% [markdown]
+# **2.** Three messages are pushed and one is popped. How many messages does `stat_queue()`
+# report, and how many bytes?
+
+# %%
+# your prediction:
+
+# %%
+box = Process(lambda p: None)
+box.use_queue(nowait=True)
+for word in ["one", "two", "three"]:
+    box.push(word)
+box.pop()
+stat = box.stat_queue()
+print("messages:", stat.messages, "bytes:", stat.bytes)
+box.free_queue()

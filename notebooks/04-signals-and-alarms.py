@@ -205,3 +205,33 @@ print(brief.exitstatus)
 print("still in the process table?", psutil.pid_exists(brief.pid))
 zombies = [c.pid for c in psutil.Process().children() if c.status() == psutil.STATUS_ZOMBIE]
 print("zombie children of this kernel:", zombies)
+
+# %% [markdown]
+# ## Exercises
+#
+# Predict first (write your answer in the empty cell, or on paper), then run the cell after it.
+# The answers, with the reasons, are in `solutions/04-signals-and-alarms-solutions.ipynb`.
+#
+# **1.** A child sends itself SIGTERM and installed no handler. What does its status line say?
+
+# %%
+# your prediction:
+
+# %%
+%%spawn --name self-terminator
+import os, signal
+os.kill(os.getpid(), signal.SIGTERM)
+print("is this printed?")
+
+# %% [markdown]
+# **2.** The child ignores SIGINT, then gets one. Does it carry on?
+
+# %%
+# your prediction:
+
+# %%
+%%spawn --name stoic
+import os, signal
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+os.kill(os.getpid(), signal.SIGINT)
+print("still here after SIGINT")

@@ -176,3 +176,40 @@ print(f"all stopped in {time.monotonic() - started:.1f} s")
 
 # %%
 %wait service
+
+# %% [markdown]
+# ## Exercises
+#
+# Predict first (write your answer in the empty cell, or on paper), then run the cell after it.
+# The answers, with the reasons, are in `solutions/05-worker-pools-solutions.ipynb`.
+#
+# **1.** Each of 4 workers appends its index to the list `seen`, defined in the notebook as `[]`.
+# What is `seen` in the notebook afterwards?
+
+# %%
+# your prediction:
+
+# %%
+seen = []
+
+# %%
+%%spawn -n 4 --name appender
+seen.append(proc.worker)
+print("worker", proc.worker, "sees", seen)
+
+# %%
+print("in the notebook:", seen)
+
+# %% [markdown]
+# **2.** Four workers each sum every fourth number of `range(1000)`, starting at their index, and
+# write the partial sum back. What do the four partial sums add up to?
+
+# %%
+# your prediction:
+
+# %%
+%%spawn -n 4 --name quarter --out quarters
+sent = proc.write(str(sum(range(proc.worker, 1000, 4))))
+
+# %%
+print(sum(int(w.read(timeout=5)) for w in quarters))

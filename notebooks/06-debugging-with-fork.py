@@ -254,3 +254,36 @@ executor.shutdown(wait=True)
 # %% expect=["forking is safe again"]
 %%spawn
 print("executor shut down: forking is safe again")
+
+# %% [markdown]
+# ## Exercises
+#
+# Predict first (write your answer in the empty cell, or on paper), then run the cell after it.
+# The answers, with the reasons, are in `solutions/06-debugging-with-fork-solutions.ipynb`.
+#
+# **1.** A child deletes the notebook's `prices` and crashes. Does the notebook still have `prices`?
+
+# %%
+# your prediction:
+
+# %%
+prices = [10.0, 11.0]
+
+# %% tags=["raises-exception"]
+%%spawn --name wrecker
+del prices
+raise RuntimeError("the child broke everything")
+
+# %%
+print(prices)
+
+# %% [markdown]
+# **2.** A child calls `os.abort()`. How does its status line say it ended?
+
+# %%
+# your prediction:
+
+# %%
+%%spawn --name aborter
+import os
+os.abort()
