@@ -240,10 +240,10 @@ class _Mapper:
         for w, (proc, channel) in enumerate(zip(self.procs, self.channels)):
             poller.register(channel.fileno(), select.POLLIN)
             by_fd[channel.fileno()] = ("value", w)
-            if proc._pidfd is not None:
-                poller.register(proc._pidfd, select.POLLIN)
-                by_fd[proc._pidfd] = ("exit", w)
-        polled = [w for w, p in enumerate(self.procs) if p._pidfd is None]
+            if proc.exit_fd is not None:
+                poller.register(proc.exit_fd, select.POLLIN)
+                by_fd[proc.exit_fd] = ("exit", w)
+        polled = [w for w, p in enumerate(self.procs) if p.exit_fd is None]
         gone: set[int] = set()
         while self.left:
             ended: list[int] = []
@@ -294,7 +294,7 @@ async def wait_async(proc: Process, timeout: float | None = None) -> ExitStatus:
     if proc.exitstatus is None:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        fd = os.dup(proc._pidfd) if proc._pidfd is not None else None  # a reader of our own
+        fd = os.dup(proc.exit_fd) if proc.exit_fd is not None else None  # a reader of our own
 
         def check() -> None:
             if not done.done() and not proc.is_alive():

@@ -14,14 +14,16 @@ import _signal as _csignal
 import ctypes
 import os
 import signal as _signal
+import socket
 import sys
 import traceback
-from typing import TYPE_CHECKING, Any, Callable, NoReturn
+import weakref
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from .process import Process
 
-__all__ = ["run", "add_child_hook", "ExecFailed"]
+__all__ = ["bootstrap", "add_child_hook", "close_in_children", "ExecFailed", "die_by", "exit_code_of", "flush_std", "bind_std_streams"]
 
 _PR_SET_PDEATHSIG = 1
 _PR_GET_DUMPABLE = 3
@@ -36,13 +38,36 @@ except (OSError, AttributeError):  # not Linux
     _prctl = None
 
 _hooks: list[Callable[["Process"], None]] = []
+_parent_only: "weakref.WeakSet[socket.socket]" = weakref.WeakSet()
+
+
+def close_in_children(sock: socket.socket) -> None:
+    """Close ``sock`` in every child forked from now on (it stays open here).
+
+    For the parent's ends of channels to children: a child that kept a sibling's or the
+    parent's end open would hold that pipe open, and its reader would never see end of file.
+    Closed and garbage-collected sockets drop out by themselves.
+    """
+    if not isinstance(sock, socket.socket):
+        raise TypeError(f"close_in_children() takes a socket.socket, not {type(sock).__name__} {sock!r}")
+    _parent_only.add(sock)
+
+
+def _close_parent_only() -> None:
+    for sock in list(_parent_only):
+        try:
+            sock.close()  # this copy only: close(), never shutdown(), which would reach the parent's
+        except OSError:
+            pass
+    _parent_only.clear()
 
 
 def add_child_hook(hook: Callable[["Process"], None]) -> Callable[[], None]:
     """Run ``hook(process)`` in every child after the core's own reset, before the target.
 
-    The kernel integration uses it to cut the child off from the kernel's sockets and streams.
-    Returns a function that removes the hook.
+    For what every child must do (the kernel integration cuts each child off from the kernel's
+    sockets and streams); what one child needs goes in ``Process(child_setup=...)``, which runs
+    right after these hooks. Returns a function that removes the hook.
     """
     _hooks.append(hook)
 
@@ -128,7 +153,8 @@ def _set_death_signal(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _exit_code_of(value: Any) -> int:
+def exit_code_of(value: Any) -> int:
+    """The exit code for ``sys.exit(value)``: None -> 0, an int -> its low 8 bits, else print it, 1."""
     if value is None:
         return 0
     if isinstance(value, int):
@@ -140,8 +166,9 @@ def _exit_code_of(value: Any) -> int:
     return 1
 
 
-def _die_by(sig: int) -> int:
-    """End as killed by ``sig`` (what Python does on an uncaught KeyboardInterrupt)."""
+def die_by(sig: int) -> int:
+    """End as killed by ``sig`` (what Python does on an uncaught KeyboardInterrupt); returns
+    128 + sig in case the signal is blocked or ignored."""
     flush_std()
     try:
         _signal.signal(sig, _signal.SIG_DFL)
@@ -151,26 +178,31 @@ def _die_by(sig: int) -> int:
     return 128 + sig
 
 
-def _setup(proc: "Process", parent_pid: int) -> None:
-    proc._become_child()
+def _setup(proc: "Process", parent_pid: int, errpipe_w: int) -> Callable[["Process"], Any]:
+    plan = proc._become_child(errpipe_w)
+    _close_parent_only()
     os.setpgid(0, 0)
     _set_death_signal(parent_pid)
-    _reset_signals(proc._signals)
+    _reset_signals(plan.signals)
     _forget_event_loop()
-    if proc._redirect and proc._sock is not None:
-        fd = proc._sock.fileno()
+    if plan.redirect_fd is not None:
         for target in (0, 1, 2):
-            os.dup2(fd, target)
+            os.dup2(plan.redirect_fd, target)
     proc._inherited_streams = (sys.stdin, sys.stdout, sys.stderr)
     bind_std_streams()
     proc._apply_child_settings()
     for hook in list(_hooks):
         hook(proc)
+    if plan.child_setup is not None:
+        plan.child_setup(proc)
+    return plan.target
 
 
-def _bootstrap(proc: "Process", parent_pid: int) -> int:
+def bootstrap(proc: "Process", parent_pid: int, errpipe_w: int) -> int:
+    """Set the child up, run its target, and return the exit code (fork.py's trampoline calls
+    this inside ``try/finally: os._exit``)."""
     try:
-        _setup(proc, parent_pid)
+        target = _setup(proc, parent_pid, errpipe_w)
     except BaseException:
         try:
             print("procmagic: the child failed to set itself up:", file=sys.stderr)
@@ -179,15 +211,15 @@ def _bootstrap(proc: "Process", parent_pid: int) -> int:
             pass
         return 1
     try:
-        result = proc._target(proc)
+        result = target(proc)
     except SystemExit as exc:
-        return _exit_code_of(exc.code)
+        return exit_code_of(exc.code)
     except KeyboardInterrupt:
         try:
             print("KeyboardInterrupt", file=sys.stderr)
         except Exception:
             pass
-        return _die_by(_signal.SIGINT)
+        return die_by(_signal.SIGINT)
     except ExecFailed as exc:
         try:
             print(f"procmagic: exec failed: {exc}", file=sys.stderr)
@@ -203,17 +235,3 @@ def _bootstrap(proc: "Process", parent_pid: int) -> int:
     if isinstance(result, int):  # bool included: True exits 1
         return int(result) & 0xFF
     return 0
-
-
-def run(proc: "Process", parent_pid: int) -> NoReturn:
-    """The child's whole life. Whatever happens inside, it ends in ``os._exit``."""
-    code = 1
-    try:
-        code = _bootstrap(proc, parent_pid)
-    finally:
-        # An exception raised by a signal handler can escape an inner try/except on 3.11/3.12;
-        # this outer finally always runs, and os._exit never returns into the caller's code.
-        try:
-            flush_std()
-        finally:
-            os._exit(code)

@@ -184,7 +184,7 @@ class _Supervisor:
             poller.register(self._ctrl_r, select.POLLIN)
         no_pidfd = False
         for proc in procs:
-            fd = proc._pidfd  # the Process's exit fd (pidfd), None where pidfds are missing
+            fd = proc.exit_fd  # None where pidfds are missing
             if fd is not None:
                 poller.register(fd, select.POLLIN)
             else:

@@ -1,25 +1,46 @@
-"""``Process``: swoole_process in Python. The only place in procmagic that calls ``os.fork``."""
+"""``Process``: swoole_process in Python, and its front door.
+
+The only fork in procmagic is in ``fork.py`` (the parent's critical section and the child's
+trampoline); the child's setup is in ``child.py``; this module is the object users hold: its
+identity, its lifecycle (start, join, poll, kill, stop) and the documented extension points the
+kernel integration uses instead of reaching inside:
+
+- ``Process(..., child_setup=fn)``: ``fn(process)`` runs in the child after the core's reset,
+  before the target;
+- ``give_to_child(sock)``: an end of a channel of yours that the child keeps (closed here right
+  after the fork, and in every other child); ``child.close_in_children(sock)`` for ends that
+  stay here;
+- ``add_done_callback(fn)``: ``fn(status)`` exactly once, even when the child is reaped by a
+  sibling's ``start()`` or by another thread's loop, or immediately when it is already reaped;
+- ``mark_stop_reason(reason)``: why procmagic stopped it, shown in ``ExitStatus.stop_reason``;
+- ``claim_reader(reason)``, ``inherited_streams``, ``exit_fd``/``hold_exit_fd()``, ``poll()``.
+
+The pipe and queue methods live in ``process_io.py``, name/affinity/priority in
+``process_sched.py``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import numbers
 import os
 import signal as _signal
 import socket
-import sys
-import time
-import warnings
 import weakref
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
-from . import affinity as _affinity
 from . import child as _child
 from . import counters as _counters
 from . import guard as _guard
+from . import ladder as _ladder
 from . import pipe as _pipe
-from .errors import NoPipe, ProcessStateError
-from .reaper import open_pidfd, registry
+from . import timing
+from .errors import ProcessStateError
+from .process_io import PipeMixin, QueueMixin
+from .process_sched import ProcessName, SchedulingMixin, preload_title
+from .record import ChildRecord, DoneCallback
+from .reaper import registry
 from .signals import SignalLike, signal_number
 from .status import ExitStatus
 
@@ -28,24 +49,6 @@ __all__ = ["Process", "ProcessName", "ForkWarning"]
 
 class ForkWarning(RuntimeWarning):
     """Forking was forced past the guard: the child may deadlock on a lock a thread held."""
-
-
-class ProcessName(str):
-    """A process's name. It is a ``str``; calling it, ``proc.name("title")``, renames the process
-    (``setproctitle`` in the child, as swoole's ``name()`` does)."""
-
-    _proc: "weakref.ReferenceType[Process]"
-
-    def __new__(cls, value: str, proc: "Process") -> "ProcessName":
-        self = super().__new__(cls, value)
-        self._proc = weakref.ref(proc)
-        return self
-
-    def __call__(self, title: str) -> None:
-        proc = self._proc()
-        if proc is None:
-            raise ProcessStateError("this Process no longer exists")
-        proc.set_name(title)
 
 
 _ids = itertools.count(1)
@@ -72,23 +75,24 @@ def _reset_ids_in_child() -> None:
 os.register_at_fork(after_in_child=_reset_ids_in_child)
 
 
-def _timeout_value(timeout: Any, what: str = "timeout") -> float | None:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
-        raise TypeError(f"{what} must be a number of seconds or None, not {timeout!r}")
-    if timeout < 0:
-        raise ValueError(f"{what} must be >= 0 seconds (or None to wait forever), got {timeout}")
-    return float(timeout)
+class ChildPlan(NamedTuple):
+    """What the child needs from its Process to set itself up (child.py reads it)."""
+
+    signals: dict[int, Any]
+    redirect_fd: int | None
+    child_setup: Callable[["Process"], Any] | None
+    target: Callable[["Process"], Any]
 
 
-class Process:
+class Process(PipeMixin, QueueMixin, SchedulingMixin):
     """A child process forked from this one, with swoole_process's reach.
 
     ``target(process)`` runs in the child; its return value is the exit code (None -> 0).
     ``pipe`` is ``"stream"``, ``"dgram"`` (message boundaries kept) or None. ``redirect=True``
     forces a stream pipe and puts the child's fds 0, 1 and 2 on it: ``write()`` feeds the
     child's stdin and ``read()`` returns everything it prints, C code and subprocesses included.
+    ``child_setup(process)``, if given, runs in the child after procmagic's own reset and just
+    before ``target``.
 
     >>> p = Process(lambda proc: proc.write(b"hi"), pipe="dgram")
     >>> p.start()  # doctest: +SKIP
@@ -97,7 +101,8 @@ class Process:
     """
 
     def __init__(self, target: Callable[["Process"], Any], redirect: bool = False, pipe: Any = "dgram", *,
-                 name: str | None = None, signals: Mapping[Any, Any] | None = None) -> None:
+                 name: str | None = None, signals: Mapping[Any, Any] | None = None,
+                 child_setup: Callable[["Process"], Any] | None = None) -> None:
         if not callable(target):
             raise TypeError(
                 f"target must be callable (it runs in the child as target(process)), not "
@@ -105,6 +110,9 @@ class Process:
             )
         if not isinstance(redirect, bool):
             raise TypeError(f"redirect must be True or False, not {redirect!r}")
+        if child_setup is not None and not callable(child_setup):
+            raise TypeError(f"child_setup must be callable (it runs in the child as child_setup(process)) or None, "
+                            f"not {child_setup!r}")
         kind = _pipe.pipe_kind(pipe)
         if redirect:
             kind = "stream"  # as swoole does: stdio is a byte stream
@@ -112,24 +120,21 @@ class Process:
             raise ValueError(f"name must be a non-empty str, not {name!r}")
         self._signals = _child_handlers(signals)
         self._target = target
+        self._child_setup = child_setup
         self._redirect = redirect
         self._kind = kind
         self.id = _next_id()
         self._name = name
         self._sock: socket.socket | None = None
         self._child_sock: socket.socket | None = None
+        self._child_ends: list[socket.socket] = []  # give_to_child(): kept by the child only
         self._make_pipe()
-        self._pid: int | None = None
+        self._record: ChildRecord | None = None
+        self._done_callbacks: list[DoneCallback] = []  # added before start(): the next run's
         self._parent_pid = os.getpid()
         self._in_child = False
-        self._status: ExitStatus | None = None
-        self._pidfd: int | None = None
-        self._errpipe: int | None = None
-        self._errpipe_w: int | None = None
-        self._started_at = 0.0
-        self._timed_out = False
-        self._claimed = False
-        self._watched = False
+        self._own_pid = 0  # in the child: its pid
+        self._errpipe_w: int | None = None  # in the child: where an exec() failure is written
         self._timeout: float | None = None
         self._blocking = True
         self._counters: _counters.Counters | None = None
@@ -139,71 +144,141 @@ class Process:
         self._queue: Any = None
         self.worker: int | None = None  # the worker index with %%spawn -n / Pool
         self._inherited_streams: tuple[Any, Any, Any] = (None, None, None)  # the child's, before rebinding
-        self._read_owner: str | None = None  # set when procmagic itself reads the pipe (%%spawn --redirect)
+        self._reader_claim: str | None = None  # claim_reader(): procmagic itself reads the pipe
         _all.add(self)
 
     # -- identity ------------------------------------------------------------------------------
     @property
     def pid(self) -> int | None:
-        """The child's pid (None before start)."""
-        return self._pid
-
-    @property
-    def pipe(self) -> int | None:
-        """This side's pipe fd: the parent's end in the parent, the child's end in the child."""
-        return self._sock.fileno() if self._sock is not None and self._sock.fileno() >= 0 else None
-
-    @property
-    def pipe_type(self) -> str | None:
-        return self._kind
+        """The child's pid (None before start); in the child, its own."""
+        if self._in_child:
+            return self._own_pid
+        return self._record.pid if self._record is not None else None
 
     @property
     def redirect(self) -> bool:
         return self._redirect
 
     @property
-    def name(self) -> ProcessName:
-        """The name given at creation (or by ``name(title)``); defaults to ``process-<id>``."""
-        return ProcessName(self._name or f"process-{self.id}", self)
-
-    def set_name(self, title: str) -> None:
-        """Rename the process: in the child, its title in ``ps``/``top`` too (setproctitle)."""
-        if not isinstance(title, str) or not title.strip():
-            raise ValueError(f"a process name must be a non-empty str, not {title!r}")
-        self._name = title
-        if self._in_child:
-            _set_title(title)
-
-    @property
     def exitstatus(self) -> ExitStatus | None:
         """How the child ended, once reaped (None before)."""
-        return self._status
+        return self._record.status if self._record is not None and not self._in_child else None
+
+    @property
+    def started_at(self) -> float | None:
+        """When the child was forked, in ``time.monotonic()`` seconds (None before start)."""
+        return self._record.started_at if self._record is not None else None
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why procmagic stopped the child (see ``mark_stop_reason``); None if it was not."""
+        return self._record.stop_reason if self._record is not None else None
+
+    @property
+    def inherited_streams(self) -> tuple[Any, Any, Any]:
+        """In the child: the ``sys.stdin/stdout/stderr`` it inherited, before procmagic bound
+        fresh ones over fds 0-2 (for a ``child_setup`` that neutralises stale references)."""
+        return self._inherited_streams
+
+    @property
+    def exit_fd(self) -> int | None:
+        """The child's pidfd: readable once it has exited (then ``poll()`` reaps it). None before
+        start, once reaped, in the child, or where pidfds are missing. Polled from a thread other
+        than the one that reaps, use ``hold_exit_fd()``: the fd is closed at the reap."""
+        return self._exit_fd()
+
+    @contextlib.contextmanager
+    def hold_exit_fd(self) -> Iterator[int | None]:
+        """``with p.hold_exit_fd() as fd:`` keeps the pidfd open (its number never reused) while
+        you poll it, even if another thread reaps the child meanwhile."""
+        record = self._record
+        if record is None or self._in_child:
+            yield None
+            return
+        fd = registry.hold(record)
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                registry.release(record)
 
     @property
     def counters(self) -> dict[str, int]:
         """The child's traffic counters (queue pushes/pops, alarm ticks), read from shared memory."""
-        if self._final_counts is not None:
-            return dict(self._final_counts)
-        if self._counters is None:
+        final = self._final_counts
+        if final is not None:
+            return dict(final)
+        slot = self._counters
+        if slot is None:
             return {name: 0 for name in _counters.FIELDS}
-        return self._counters.snapshot()
+        try:
+            return slot.snapshot()
+        except Exception:  # released by a reap on another thread between two reads
+            final = self._final_counts
+            return dict(final) if final is not None else {name: 0 for name in _counters.FIELDS}
 
     def __repr__(self) -> str:
-        if self._pid is None:
+        status = self.exitstatus
+        if self.pid is None:
             state = "not started"
-        elif self._status is not None:
-            state = self._status.how
+        elif status is not None:
+            state = status.how
         else:
             state = "running"
-        pid = f" pid={self._pid}" if self._pid else ""
+        pid = f" pid={self.pid}" if self.pid else ""
         return f"<Process id={self.id} name={str(self.name)!r}{pid} {state} pipe={self._kind}{' redirect' if self._redirect else ''}>"
+
+    # -- extension points ----------------------------------------------------------------------
+    def give_to_child(self, sock: socket.socket) -> None:
+        """Hand ``sock`` (your end of a channel to this child) over at ``start()``: the child
+        keeps it open, this process closes it right after the fork, every other child closes
+        its copy. Before start only; ``close()`` before start closes it too."""
+        if not isinstance(sock, socket.socket):
+            raise TypeError(f"give_to_child() takes a socket.socket, not {type(sock).__name__} {sock!r}")
+        if self._in_child or self.pid is not None and self.exitstatus is None:
+            raise ProcessStateError("give_to_child() hands a socket over at start(): call it before start()")
+        self._child_ends.append(sock)
+
+    def add_done_callback(self, fn: DoneCallback) -> None:
+        """Call ``fn(status)`` exactly once when the child is reaped, on the reaping thread;
+        at once if it is already reaped. Added before ``start()``, it is the next run's."""
+        if not callable(fn):
+            raise TypeError(f"a done callback must be callable as fn(status), not {fn!r}")
+        if self._in_child:
+            raise ProcessStateError("add_done_callback() is for the parent; this is the child itself")
+        record = self._record
+        if record is None:
+            self._done_callbacks.append(fn)
+            return
+        with registry._lock:
+            if record.status is None:
+                record.callbacks.append(fn)
+                return
+        fn(record.status)
+
+    def mark_stop_reason(self, reason: str) -> bool:
+        """Record why procmagic is stopping the child ("timeout", "interrupt", "kill", ...), for
+        ``ExitStatus.stop_reason`` (and ``timed_out`` for "timeout"). The first reason stands;
+        returns False when one was already marked or the child is already reaped."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError(f"reason must be a non-empty str like 'timeout', not {reason!r}")
+        self._require_parent("mark_stop_reason")
+        record = self._record
+        assert record is not None
+        with registry._lock:
+            if record.status is not None or record.stop_reason is not None:
+                return False
+            record.stop_reason = reason
+            return True
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, *, force: bool = False) -> int:
         """Fork; the child runs ``target(self)``. Returns the child's pid.
 
         The threaded-fork guard runs first and raises ``ForkRefused`` when a thread outside its
-        allow-list is alive (``force=True`` forks anyway, with a warning).
+        allow-list is alive (``force=True`` forks anyway, with a warning). The child is
+        registered before this process can take any signal again: an interrupt during
+        ``start()`` never loses it (``pid`` is set and the registry reaps it).
         """
         if self._in_child:
             raise ProcessStateError("start() was called inside this process's own child; it is already running")
@@ -211,110 +286,78 @@ class Process:
             raise ProcessStateError(
                 f"this Process was created by pid {self._parent_pid}; create a new Process here to fork from pid {os.getpid()}"
             )
-        if self._pid is not None:
-            if self._status is None and not self._reap_now():
+        if self._record is not None:
+            if self._record.status is None and self.poll() is None:
                 raise ProcessStateError(
-                    f"process {self.id} (pid {self._pid}) was already started and is still running; "
+                    f"process {self.id} (pid {self.pid}) was already started and is still running; "
                     "join() or kill() it first, or create a new Process"
                 )
             self._reset_for_restart()
         census = _guard.check(force)
         registry.reap_ready()
         if self._name:
-            _preload_title()  # importing setproctitle in every child costs ~1.5 ms each
-        for stream in (sys.stdout, sys.stderr):  # or the child prints the parent's pending text again
-            try:
-                if stream is not None:
-                    stream.flush()
-            except Exception:
-                pass
-        slot = _counters.allocate()
-        # Non-blocking: the parent reads it once the child is reaped, and a grandchild forked
-        # without exec may still hold the write end.
-        err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        forced = not census.ok
-        parent_pid = os.getpid()
-        pid = -1
-        try:
-            with warnings.catch_warnings():
-                if forced:
-                    warnings.simplefilter("always", DeprecationWarning)
-                    warnings.warn(ForkWarning(census.forced()),
-                                  stacklevel=2)
-                else:
-                    # The guard has checked the Python threads; what Python 3.12+ warns about
-                    # here is only the kernel's own native threads, which never run in the child.
-                    warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning)
-                started = time.monotonic()
-                # Signals wait until the child has reset the parent's handlers and installed
-                # its own (signals=): one sent right after start() reaches the child's handler
-                # instead of killing it (swoole's bug) or running the parent's in the child.
-                mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_SIGNALS)
-                try:
-                    pid = os.fork()
-                finally:
-                    if pid != 0:
-                        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
-        except OSError as exc:
-            os.close(err_r)
-            os.close(err_w)
-            _counters.release(slot)
-            raise OSError(exc.errno, f"fork() failed, nothing was started: {exc.strerror} "
-                          "(too many processes, or not enough memory)") from None
-        if pid == 0:
-            self._counters = slot
-            self._errpipe, self._errpipe_w = None, err_w
-            os.close(err_r)
-            _child.run(self, parent_pid)  # never returns
-        os.close(err_w)
-        self._pid = pid
-        self._started_at = started
-        self._counters = slot
-        self._errpipe = err_r
-        if self._child_sock is not None:
-            self._child_sock.close()
-            self._child_sock = None
-        try:
-            os.setpgid(pid, pid)  # also done by the child: whoever runs first wins the race
-        except OSError:
-            pass
-        self._pidfd = open_pidfd(pid)
-        registry.add(self)
-        return pid
+            preload_title()  # importing setproctitle in every child costs ~1.5 ms each
+        _child.flush_std()  # or the child prints the parent's pending text again
+        self._counters = _counters.allocate()
+        from .fork import fork_child
 
-    def _become_child(self) -> None:
+        try:
+            record = fork_child(self, None if census.ok else ForkWarning(census.forced()))
+        except BaseException:
+            if self._record is None:  # nothing was forked
+                _counters.release(self._counters)
+                self._counters = None
+            raise
+        return record.pid
+
+    def _attach_record(self, record: ChildRecord) -> None:
+        """fork.py, in the parent right after the fork (signals blocked): this run's record;
+        the child's ends of the pipes are closed here at once."""
+        self._record = record
+        record.callbacks.extend(self._done_callbacks)
+        self._done_callbacks = []
+        self._close_child_ends()
+
+    def _close_child_ends(self) -> None:
+        ends = ([self._child_sock] if self._child_sock is not None else []) + self._child_ends
+        self._child_sock, self._child_ends = None, []
+        for sock in ends:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _become_child(self, errpipe_w: int) -> ChildPlan:
         """First step in the child: own pid, own end of the pipe, nothing of the siblings'."""
         self._in_child = True
-        self._pid = os.getpid()
+        self._own_pid = os.getpid()
+        self._errpipe_w = errpipe_w
+        self._record = None
         if self._sock is not None:
             self._sock.close()
         self._sock, self._child_sock = self._child_sock, None
+        self._child_ends = []  # kept open: they are this child's now
         for other in list(_all):
             if other is not self:
                 other._drop_inherited()
         if self._counters is not None:
             _counters.set_for_this_process(self._counters)
+        fd = self._sock.fileno() if self._redirect and self._sock is not None else None
+        return ChildPlan(self._signals, fd, self._child_setup, self._target)
 
     def _drop_inherited(self) -> None:
         # Plain close() of this copy of the fds; never shutdown(), which would reach the parent's.
-        for sock in (self._sock, self._child_sock):
+        for sock in (self._sock, self._child_sock, *self._child_ends):
             if sock is not None:
                 sock.close()
         self._sock = self._child_sock = None
-
-    def _apply_child_settings(self) -> None:
-        if self._name:
-            _set_title(self._name)
-        if self._affinity is not None:
-            os.sched_setaffinity(0, self._affinity)
-        if self._priority is not None:
-            os.setpriority(os.PRIO_PROCESS, 0, self._priority)
+        self._child_ends = []
+        self._record = None
 
     def _reset_for_restart(self) -> None:
-        self._status = None
-        self._timed_out = False
-        self._claimed = False
+        self._record = None
         self._final_counts = None
+        self._reader_claim = None
         if self._sock is not None:
             self._sock.close()
         self._sock = None
@@ -324,29 +367,40 @@ class Process:
         if self._kind is not None:
             self._sock, self._child_sock = _pipe.make_pair(self._kind)
 
-    def _on_reaped(self) -> None:
-        if self._counters is not None:
-            self._final_counts = self._counters.snapshot()
-            _counters.release(self._counters)
+    def _on_reaped(self, record: ChildRecord) -> None:
+        """The registry reaped this run's child (any thread): keep the final counters."""
+        slot = self._counters
+        if slot is not None and record is self._record:
+            self._final_counts = slot.snapshot()
             self._counters = None
-
-    def _reap_now(self) -> bool:
-        return registry._try_reap(self, block=False) is not None
+            _counters.release(slot)
 
     def _require_parent(self, what: str) -> None:
-        if self._pid is None:
+        if self._record is None and not self._in_child:
             raise ProcessStateError(f"process {self.id} was never started: call start() before {what}()")
         if self._in_child:
             raise ProcessStateError(f"{what}() is for the parent; this is the child itself (use exit() to end it)")
         if os.getpid() != self._parent_pid:
             raise ProcessStateError(f"{what}(): process {self.id} is a child of pid {self._parent_pid}, not of this process")
 
+    def _exit_fd(self) -> int | None:
+        return None if self._in_child or self._record is None else self._record.pidfd
+
+    def _reaped(self) -> bool:
+        return self._record is not None and self._record.status is not None
+
+    def poll(self) -> ExitStatus | None:
+        """Reap the child if it has exited, without waiting: its ExitStatus, else None."""
+        if self._record is None or self._in_child or os.getpid() != self._parent_pid:
+            return None
+        return registry.poll(self._record)
+
     def is_alive(self) -> bool:
         if self._in_child:
             return True
-        if self._pid is None or self._status is not None or os.getpid() != self._parent_pid:
+        if self._record is None or self._record.status is not None or os.getpid() != self._parent_pid:
             return False
-        return not self._reap_now()
+        return self.poll() is None
 
     def join(self, timeout: float | None = None) -> ExitStatus:
         """Wait for the child to end and return its ExitStatus (TimeoutError after ``timeout`` s).
@@ -355,14 +409,16 @@ class Process:
         the status).
         """
         self._require_parent("join")
-        seconds = _timeout_value(timeout)
-        status = registry.reap(self, seconds)
+        record = self._record
+        assert record is not None
+        seconds = timing.seconds(timeout)
+        status = registry.reap(record, seconds)
         if status is None:
             raise TimeoutError(
-                f"process {self.id} (pid {self._pid}) is still running after {seconds} s; "
+                f"process {self.id} (pid {record.pid}) is still running after {seconds} s; "
                 "join() again, or kill() it"
             )
-        registry.claim(self)
+        registry.claim(record)
         if status.exec_error is not None:
             err = status.exec_error
             err.exit_status = status  # type: ignore[attr-defined]
@@ -396,46 +452,55 @@ class Process:
             os.kill(os.getpid(), number)
             return True
         self._require_parent("kill")
-        if self._status is not None:
+        record = self._record
+        assert record is not None
+        if record.status is not None:
             return False
-        pid = self._pid
-        assert pid is not None
         try:
             if group:
                 try:
-                    os.killpg(pid, number)
+                    os.killpg(record.pgid, number)
                     return True
                 except ProcessLookupError:
                     pass  # the group is gone already (a zombie leader): signal the pid alone
-            if self._pidfd is not None:
-                _signal.pidfd_send_signal(self._pidfd, number)
-            else:
-                os.kill(pid, number)
+            with self.hold_exit_fd() as pidfd:
+                if pidfd is not None:
+                    _signal.pidfd_send_signal(pidfd, number)
+                elif record.status is None:
+                    os.kill(record.pid, number)
         except ProcessLookupError:
             return False
         return True
 
     def stop(self, grace: float = 2.0, sig: SignalLike = _signal.SIGTERM) -> ExitStatus:
-        """Send ``sig`` (SIGTERM), wait up to ``grace`` seconds, then SIGKILL; returns the status."""
+        """Send ``sig`` (SIGTERM) to the child's group, wait up to ``grace`` seconds, then SIGKILL;
+        returns the status. What is left of its process group is stopped the same way."""
         self._require_parent("stop")
-        grace = _timeout_value(grace, "grace") or 0.0
-        if self._status is None:
-            self.kill(sig)
-            status = registry.reap(self, grace)
-            if status is None:
-                self.kill(_signal.SIGKILL)
-                status = registry.reap(self, None)
-            assert status is not None
-        registry.claim(self)
-        return self._status  # type: ignore[return-value]
+        grace = timing.seconds(grace, "grace") or 0.0
+        record = self._record
+        assert record is not None
+        _ladder.stop([self], [(sig, grace), (_signal.SIGKILL, None)], reason="stop")
+        registry.claim(record)
+        assert record.status is not None
+        return record.status
 
     def __enter__(self) -> "Process":
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._pid is not None and not self._in_child and os.getpid() == self._parent_pid:
+        if self._record is not None and not self._in_child and os.getpid() == self._parent_pid:
             self.stop(grace=1.0)
         self.close()
+
+    def _sched_pid(self, what: str) -> int | None:
+        """0 for this process (in the child), the child's pid, or None before start."""
+        if self._in_child:
+            return 0
+        if self._record is None:
+            return None
+        if self._record.status is not None:
+            raise ProcessStateError(f"{what}(): process {self.id} has exited")
+        return self._record.pid
 
     # -- the child's side ----------------------------------------------------------------------
     def exit(self, code: int = 0) -> None:
@@ -475,167 +540,12 @@ class Process:
         except OSError as exc:
             _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
             _signal.signal(_signal.SIGXFSZ, _signal.SIG_IGN)
-            if self._errpipe_w is not None:
+            if self._errpipe_w is not None:  # read by the registry at the reap (reaper.py)
                 try:
                     os.write(self._errpipe_w, f"{exc.errno}:{path}:{exc.strerror}".encode())
                 except OSError:
                     pass
             raise _child.ExecFailed(exc.errno, exc.strerror, path) from None
-
-    # -- the pipe ------------------------------------------------------------------------------
-    def _exit_fd(self) -> int | None:
-        return None if self._in_child else self._pidfd
-
-    def write(self, data: bytes | str) -> int:
-        """Write ``data`` (str as UTF-8) to the pipe: one message on a dgram pipe, all of it on a
-        stream pipe. Returns the bytes written. Empty data is refused."""
-        return _pipe.send(self._sock, data, self._timeout, self._blocking, self._kind == "dgram")
-
-    def read(self, size: int = 8192, timeout: float | None = None) -> bytes:
-        """One receive of at most ``size`` bytes (one message on a dgram pipe); b"" at end of file.
-
-        Waits up to ``timeout`` seconds (default: ``set_timeout()``'s, else forever), then raises
-        TimeoutError. In the parent, once the child has exited and nothing is left, returns b""
-        instead of waiting.
-        """
-        if self._read_owner is not None and not self._in_child:
-            raise ProcessStateError(self._read_owner)
-        seconds = _timeout_value(timeout) if timeout is not None else self._timeout
-        reaped = self._status is not None and not self._in_child
-        return _pipe.recv(self._sock, size, seconds, self._blocking, self._kind == "dgram", self._exit_fd(), reaped)
-
-    def set_blocking(self, blocking: bool = True) -> None:
-        """Non-blocking: read() and write() raise BlockingIOError instead of waiting."""
-        if not isinstance(blocking, bool):
-            raise TypeError(f"blocking must be True or False, not {blocking!r}")
-        self._blocking = blocking
-
-    def set_timeout(self, seconds: float | None) -> None:
-        """Default time-out of read() and write() in seconds (None: wait forever)."""
-        self._timeout = _timeout_value(seconds)
-
-    def close(self, which: str = "both") -> None:
-        """Close this side's pipe: ``"read"``, ``"write"`` (the other side reads end of file, e.g. a
-        redirected child's stdin) or ``"both"`` (closes the fd)."""
-        if which not in ("read", "write", "both"):
-            raise ValueError(f"which must be 'read', 'write' or 'both', not {which!r}")
-        if which == "both" and self._child_sock is not None:
-            self._child_sock.close()  # never started: the end meant for the child goes too
-            self._child_sock = None
-        sock = self._sock
-        if sock is None or sock.fileno() < 0:
-            if which == "both":
-                return
-            raise NoPipe(f"no pipe to close for {which}: this Process has pipe=None, or its pipe was closed")
-        if which == "both":
-            sock.close()
-            self._sock = None
-            return
-        try:
-            sock.shutdown(socket.SHUT_RD if which == "read" else socket.SHUT_WR)
-        except OSError:
-            pass  # the peer is gone already: nothing left to shut
-
-    # -- the message queue (see queue.py) ------------------------------------------------------
-    def use_queue(self, key: int | None = None, mode: str = "balance", nowait: bool = False,
-                  capacity: int | None = None, **options: Any) -> Any:
-        """Attach a SysV message queue (swoole's useQueue); see :mod:`procmagic.core.queue`."""
-        from . import queue as _queue
-
-        self._queue = _queue.attach(self, key=key, mode=mode, nowait=nowait, capacity=capacity, **options)
-        return self._queue
-
-    @property
-    def queue(self) -> Any:
-        """The queue handle ``use_queue()`` attached (a :class:`procmagic.core.queue.Queue`), or None."""
-        return self._queue
-
-    def _need_queue(self, what: str) -> Any:
-        if self._queue is None:
-            from .errors import NoQueue
-
-            raise NoQueue(f"no message queue: call use_queue() before {what}()")
-        return self._queue
-
-    # push and pop are the queue handle's own closures (Queue.push/pop): a method forwarding to
-    # them would cost two more Python calls per message, a third of its whole cost.
-    @property
-    def push(self) -> Callable[..., None]:
-        """``push(data, *, to=None)``: send one message on the queue (see use_queue)."""
-        queue = self._queue
-        return self._no_queue("push") if queue is None else queue.push  # type: ignore[no-any-return]
-
-    @property
-    def pop(self) -> Callable[..., bytes]:
-        """``pop(size=None)``: receive one message from the queue (see use_queue)."""
-        queue = self._queue
-        return self._no_queue("pop") if queue is None else queue.pop  # type: ignore[no-any-return]
-
-    def _no_queue(self, what: str) -> Callable[..., Any]:
-        def refuse(*args: Any, **kwargs: Any) -> Any:
-            self._need_queue(what)
-
-        return refuse
-
-    def stat_queue(self) -> Any:
-        """The queue's state: messages and bytes waiting, capacity, last sender and receiver."""
-        return self._need_queue("stat_queue").stat()
-
-    def free_queue(self) -> None:
-        """Remove the queue from the system."""
-        self._need_queue("free_queue").free()
-
-    # -- scheduling ----------------------------------------------------------------------------
-    def _sched_pid(self, what: str) -> int | None:
-        """0 for this process (in the child), the child's pid, or None before start."""
-        if self._in_child:
-            return 0
-        if self._pid is None:
-            return None
-        if self._status is not None:
-            raise ProcessStateError(f"{what}(): process {self.id} has exited")
-        return self._pid
-
-    def set_affinity(self, cpus: Iterable[int]) -> None:
-        """Pin the child to these CPUs (before start: applied when it starts). Any CPU this
-        process may use can be given, even one outside its own current mask; see
-        :mod:`procmagic.core.affinity`."""
-        wanted = _affinity.check_cpus(cpus)
-        pid = self._sched_pid("set_affinity")
-        if pid is None:
-            self._affinity = wanted
-        else:
-            _affinity.apply(pid, wanted)
-
-    def get_affinity(self) -> list[int]:
-        pid = self._sched_pid("get_affinity")
-        if pid is None:
-            return list(self._affinity) if self._affinity is not None else sorted(os.sched_getaffinity(0))
-        return sorted(os.sched_getaffinity(pid))
-
-    def set_priority(self, nice: int) -> None:
-        """Set the child's nice value, -20 (first) to 19 (last); lowering it needs privilege."""
-        if isinstance(nice, bool) or not isinstance(nice, numbers.Integral) or not -20 <= nice <= 19:
-            raise ValueError(f"priority must be a nice value from -20 to 19, got {nice!r}")
-        pid = self._sched_pid("set_priority")
-        if pid is None:
-            self._priority = int(nice)
-            return
-        try:
-            os.setpriority(os.PRIO_PROCESS, pid, int(nice))
-        except PermissionError:
-            raise PermissionError(
-                f"not allowed to lower the nice value to {nice}: only a privileged process can"
-            ) from None
-
-    def get_priority(self) -> int:
-        pid = self._sched_pid("get_priority")
-        if pid is None:
-            return self._priority if self._priority is not None else os.getpriority(os.PRIO_PROCESS, 0)
-        return os.getpriority(os.PRIO_PROCESS, pid)
-
-
-_ALL_SIGNALS = _signal.valid_signals()
 
 
 def _child_handlers(signals: Mapping[Any, Any] | None) -> dict[int, Any]:
@@ -653,19 +563,3 @@ def _child_handlers(signals: Mapping[Any, Any] | None) -> dict[int, Any]:
             raise TypeError(f"signals: the handler for {signo!r} must be callable, None or signal.SIG_IGN, not {handler!r}")
         out[sig] = handler
     return out
-
-
-def _preload_title() -> None:
-    """Import setproctitle in the parent, once, before forking a named child (the child then
-    finds it in ``sys.modules``); a plain script that never names a child never imports it."""
-    if "setproctitle" not in sys.modules:
-        try:
-            import setproctitle  # noqa: F401
-        except ImportError:
-            pass
-
-
-def _set_title(title: str) -> None:
-    import setproctitle
-
-    setproctitle.setproctitle(title)

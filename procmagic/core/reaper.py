@@ -1,18 +1,22 @@
-"""The reaper and the registry of procmagic's children.
+"""The reaper and the registry of procmagic's children: every exit recorded once, in one place.
 
 Only procmagic's own children are ever reaped, each by its pid (``wait4(pid)``), never with
 ``waitpid(-1)``: that would steal the children of subprocess, multiprocessing or any other
 library in the same process. There is no SIGCHLD handler, for the same reason.
 
 How a child gets reaped, cheapest first:
-- an event loop attached with :func:`watch` gets a reader on the child's pidfd, which fires once
-  at exit (the kernel integration attaches the kernel's loop, so children never linger as
-  zombies in a notebook);
-- ``join()``, ``wait()`` and every ``start()`` reap whatever has finished;
+- every event loop attached with :func:`watch` (several may be, each on its own thread) gets a
+  reader on the child's pidfd, which fires once at exit; whichever loop sees it first reaps, so
+  a child is reaped promptly even while another thread is busy;
+- ``join()``, ``wait()``, ``poll()`` and every ``start()`` reap whatever has finished;
 - where ``pidfd_open`` is missing (Linux < 5.3, or blocked by seccomp) the same calls poll with
   ``WNOHANG``, and an attached loop polls every 50 ms while children live.
 
-The registry is observable: later layers ``subscribe`` to ``started`` and ``reaped`` events.
+Whoever reaps, the status is recorded once (under a lock), with the wall time from the fork to
+the moment the exit was seen, and then, outside the lock and on the reaping thread: the
+``Process``'s done callbacks (exactly once each, see ``Process.add_done_callback``) and the
+registry's ``"reaped"`` listeners. Both run on whichever thread reaped: hand over to your own
+loop (``call_soon_threadsafe``) before doing anything thread-bound.
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ import collections
 import os
 import select
 import sys
+import threading
 import time
 import traceback
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Deque
 
+from . import timing
+from .record import ChildRecord
 from .status import ExitStatus, status_from_wait4
 
 if TYPE_CHECKING:
@@ -69,25 +76,51 @@ def _close(fd: int | None) -> None:
             pass
 
 
+class _Watch:
+    """One event loop reaping for the registry, and the thread it runs on."""
+
+    def __init__(self, loop: Any) -> None:
+        self.loop = loop
+        self.thread = threading.get_ident()
+        self.readers: set[ChildRecord] = set()
+        self.poll_handle: Any = None
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """Run ``fn(*args)`` on the loop's thread: now if this is it, else handed over. False
+        when the loop is closed."""
+        if threading.get_ident() == self.thread:
+            fn(*args)
+            return True
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+            return True
+        except RuntimeError:
+            return False
+
+
 class Registry:
     """procmagic's children: live ones by pid, reaped ones as ExitStatus, newest last."""
 
     HISTORY = 1000
 
     def __init__(self) -> None:
-        self._live: dict[int, Process] = {}
+        self._lock = threading.RLock()
+        self._live: dict[int, ChildRecord] = {}
         self._reaped: Deque[ExitStatus] = collections.deque(maxlen=self.HISTORY)
         self._unclaimed: Deque[ExitStatus] = collections.deque(maxlen=self.HISTORY)
         self._listeners: list[Listener] = []
         # Every child by id while anything else keeps its Process alive (a spawn record, a user
         # variable): lookups by id or name, without extending any Process's life.
         self._known: "weakref.WeakValueDictionary[int, Process]" = weakref.WeakValueDictionary()
-        self._loop: Any = None
-        self._poll_handle: Any = None
+        self._watches: list[_Watch] = []
 
     # -- observation ---------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(event, process, status)`` on ``"started"`` and ``"reaped"``."""
+        """Call ``listener(event, process, status)`` on ``"started"`` and ``"reaped"``.
+
+        ``"reaped"`` runs on the thread that reaped (see the module docs). To never miss one
+        child's end, prefer ``Process.add_done_callback`` before ``start()``.
+        """
         if not callable(listener):
             raise TypeError(f"listener must be callable, not {listener!r}")
         self._listeners.append(listener)
@@ -98,23 +131,23 @@ class Registry:
 
         return unsubscribe
 
-    def _emit(self, event: str, proc: Process, status: ExitStatus | None) -> None:
+    def _emit(self, event: str, proc: "Process", status: ExitStatus | None) -> None:
         for listener in list(self._listeners):
             try:
                 listener(event, proc, status)
             except Exception:  # a broken observer must not break reaping
                 traceback.print_exc(file=sys.__stderr__)
 
-    def live(self) -> list[Process]:
-        return list(self._live.values())
+    def live(self) -> list["Process"]:
+        return [r.process for r in list(self._live.values())]
 
     def reaped(self) -> list[ExitStatus]:
         return list(self._reaped)
 
-    # -- lifecycle -----------------------------------------------------------------------------
-    def known(self) -> list[Process]:
+    def known(self) -> list["Process"]:
         """Live children and reaped ones still referenced somewhere, by id."""
-        return [self._known[k] for k in sorted(self._known.keys()) if k in self._known]
+        known = dict(self._known.items())
+        return [known[k] for k in sorted(known)]
 
     def find(self, key: int | str) -> "Process | list[Process]":
         """A child by id (int or digits) or by name; a name shared by workers ("job" for "job/0",
@@ -128,193 +161,299 @@ class Registry:
             raise KeyError(f"no procmagic child with id {number}; known ids: {[p.id for p in procs]}")
         if not isinstance(key, str):
             raise TypeError(f"key must be an id (int) or a name (str), not {key!r}")
-        exact = [p for p in procs if p._name == key]
+        exact = [p for p in procs if p.given_name == key]
         if len(exact) == 1:
             return exact[0]
-        group = exact or [p for p in procs if p._name and p._name.startswith(key + "/")]
+        group = exact or [p for p in procs if p.given_name and p.given_name.startswith(key + "/")]
         if group:
             return group
         raise KeyError(f"no procmagic child named {key!r}; known names: {sorted({str(p.name) for p in procs})}")
 
-    def add(self, proc: Process) -> None:
-        self._known[proc.id] = proc
-        self._live[proc.pid] = proc  # type: ignore[index]
-        if self._loop is not None:
-            self._watch_one(proc)
-        self._emit("started", proc, None)
+    # -- registration (fork.py) ----------------------------------------------------------------
+    def add(self, record: ChildRecord) -> None:
+        """Register a child the instant it is forked (signals still blocked: dict stores only)."""
+        self._live[record.pid] = record
+        self._known[record.process.id] = record.process
 
-    def reap(self, proc: Process, timeout: float | None = None) -> ExitStatus | None:
-        """Wait up to ``timeout`` seconds (None: forever) for ``proc`` and reap it."""
-        if proc._status is not None:
-            return proc._status
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
-        pidfd = proc._pidfd
-        if pidfd is not None:
-            poller = select.poll()
-            poller.register(pidfd, select.POLLIN)
-            ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
-            if not poller.poll(ms):
+    def watch_record(self, record: ChildRecord) -> None:
+        """Give every attached loop a reader on the new child's pidfd (or start polling)."""
+        with self._lock:
+            for w in self._watches:
+                self._watch_one(w, record)
+
+    def announce(self, record: ChildRecord) -> None:
+        """Tell the listeners a child started (after the parent's signals are unblocked)."""
+        self._emit("started", record.process, None)
+
+    # -- reaping -------------------------------------------------------------------------------
+    def poll(self, proc: "Process | ChildRecord") -> ExitStatus | None:
+        """Reap ``proc``'s child if it has exited (never blocks); its status, else None."""
+        record = _record_of(proc)
+        with self._lock:
+            if record.status is not None:
+                return record.status
+            try:
+                pid, raw, rusage = os.wait4(record.pid, os.WNOHANG)
+            except ChildProcessError:
+                # Someone else reaped it (a waitpid(-1) elsewhere, or SIGCHLD set to SIG_IGN).
+                pid, raw, rusage = record.pid, None, None
+            if pid == 0:
                 return None
-            return self._try_reap(proc, block=True)
-        delay = 0.0005
-        while True:  # fallback without pidfd: poll with a growing pause
-            status = self._try_reap(proc, block=False)
-            if status is not None:
-                return status
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-            pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
-            time.sleep(pause)
-            delay = min(delay * 2, 0.05)
+            status = self._record_exit(record, raw, rusage)
+        self._after_exit(record, status)
+        return status
+
+    def reap(self, proc: "Process | ChildRecord", timeout: float | None = None) -> ExitStatus | None:
+        """Wait up to ``timeout`` seconds (None: forever) for ``proc``'s child and reap it."""
+        record = _record_of(proc)
+        status = self.poll(record)
+        if status is not None or timeout == 0:
+            return status
+        deadline = timing.deadline_after(timeout)
+        pidfd = self.hold(record)
+        try:
+            if pidfd is not None:
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                while True:
+                    poller.poll(timing.poll_ms(deadline))
+                    status = self.poll(record)
+                    if status is not None or (deadline is not None and time.monotonic() >= deadline):
+                        return status
+            delay = 0.0005
+            while True:  # fallback without pidfd: poll with a growing pause
+                status = self.poll(record)
+                if status is not None:
+                    return status
+                left = timing.remaining(deadline)
+                if left == 0:
+                    return None
+                time.sleep(delay if left is None else min(delay, left))
+                delay = min(delay * 2, 0.05)
+        finally:
+            self.release(record)
 
     def reap_ready(self) -> list[ExitStatus]:
         """Reap, without blocking, every child that has finished."""
         done = []
-        for proc in list(self._live.values()):
-            status = self._try_reap(proc, block=False)
+        for record in list(self._live.values()):
+            status = self.poll(record)
             if status is not None:
                 done.append(status)
         return done
 
     def wait(self, blocking: bool = True, timeout: float | None = None) -> ExitStatus | None:
         """The next finished child not yet reported by ``wait()`` or ``join()``; see module docs."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = timing.deadline_after(timeout)
         while True:
             self.reap_ready()
-            if self._unclaimed:
-                return self._unclaimed.popleft()
+            with self._lock:
+                if self._unclaimed:
+                    return self._unclaimed.popleft()
             if not blocking or not self._live:
                 return None
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            left = timing.remaining(deadline)
+            if left == 0:
                 return None
-            pidfds = [p._pidfd for p in self._live.values() if p._pidfd is not None]
-            if len(pidfds) == len(self._live):
-                poller = select.poll()
-                for fd in pidfds:
-                    poller.register(fd, select.POLLIN)
-                poller.poll(None if remaining is None else max(1, int(remaining * 1000)))
-            else:
-                time.sleep(0.005 if remaining is None else min(0.005, remaining))
+            records = list(self._live.values())
+            fds = [fd for fd in (self.hold(r) for r in records) if fd is not None]
+            try:
+                if len(fds) == len(records):
+                    poller = select.poll()
+                    for fd in fds:
+                        poller.register(fd, select.POLLIN)
+                    poller.poll(timing.poll_ms(deadline))
+                else:
+                    time.sleep(0.005 if left is None else min(0.005, left))
+            finally:
+                for r in records:
+                    self.release(r)
 
-    def _try_reap(self, proc: Process, block: bool) -> ExitStatus | None:
-        if proc._status is not None:
-            return proc._status
-        try:
-            pid, status, rusage = os.wait4(proc.pid, 0 if block else os.WNOHANG)  # type: ignore[arg-type]
-        except ChildProcessError:
-            # Someone else reaped it (a waitpid(-1) elsewhere, or SIGCHLD set to SIG_IGN).
-            return self._finish(proc, None, None)
-        if pid == 0:
-            return None
-        return self._finish(proc, status, rusage)
-
-    def _finish(self, proc: Process, raw: int | None, rusage: object) -> ExitStatus:
-        exec_error = _read_exec_error(proc)
-        wall = time.monotonic() - proc._started_at
+    def _record_exit(self, record: ChildRecord, raw: int | None, rusage: object) -> ExitStatus:
+        """Under the lock: the one place an exit is recorded."""
+        if record.exited_at is None:
+            record.exited_at = time.monotonic()
+        exec_error = _read_exec_error(record)
+        proc = record.process
+        wall = record.exited_at - record.started_at
+        name = proc.given_name
+        timed_out = record.stop_reason == "timeout"
         if raw is None:
-            status = ExitStatus(pid=proc.pid or 0, id=proc.id, code=None, signal=None, wall_time=wall,
-                                name=proc._name, timed_out=proc._timed_out, exec_error=exec_error)
+            status = ExitStatus(pid=record.pid, id=proc.id, code=None, signal=None, wall_time=wall, name=name,
+                                timed_out=timed_out, exec_error=exec_error, stop_reason=record.stop_reason)
         else:
-            status = status_from_wait4(proc.pid or 0, proc.id, raw, rusage, wall, proc._name,
-                                       proc._timed_out, exec_error)
-        self._unwatch_one(proc)
-        _close(proc._pidfd)
-        proc._pidfd = None
-        proc._status = status
-        self._live.pop(proc.pid, None)  # type: ignore[arg-type]
+            status = status_from_wait4(record.pid, proc.id, raw, rusage, wall, name, timed_out, exec_error,
+                                       stop_reason=record.stop_reason)
+        record.status = status
+        self._live.pop(record.pid, None)
         self._reaped.append(status)
-        if not proc._claimed:
+        if not record.claimed:
             self._unclaimed.append(status)
-        proc._on_reaped()
-        self._emit("reaped", proc, status)
         return status
 
-    def claim(self, proc: Process) -> None:
-        """``join()`` reported this child: ``wait()`` must not report it again."""
-        proc._claimed = True
-        status = proc._status
-        if status is not None:
+    def _after_exit(self, record: ChildRecord, status: ExitStatus) -> None:
+        """Outside the lock, on the reaping thread: release the pidfd, tell everyone, once."""
+        self._unwatch_record(record)
+        record.process._on_reaped(record)
+        self._emit("reaped", record.process, status)
+        callbacks, record.callbacks = record.callbacks, []
+        for callback in callbacks:
             try:
-                self._unclaimed.remove(status)
-            except ValueError:
-                pass
+                callback(status)
+            except Exception:  # one broken observer must not keep the others from hearing
+                traceback.print_exc(file=sys.__stderr__)
+
+    def claim(self, proc: "Process | ChildRecord") -> None:
+        """``join()`` reported this child: ``wait()`` must not report it again."""
+        record = _record_of(proc)
+        with self._lock:
+            record.claimed = True
+            if record.status is not None:
+                try:
+                    self._unclaimed.remove(record.status)
+                except ValueError:
+                    pass
+
+    # -- the pidfd's users ---------------------------------------------------------------------
+    def hold(self, record: ChildRecord) -> int | None:
+        """Borrow ``record``'s pidfd to poll it: it stays open (its number never reused) until
+        :meth:`release`. None when there is none (no pidfd support, or already reaped)."""
+        with self._lock:
+            if record.pidfd is None:
+                return None
+            record.holds += 1
+            return record.pidfd
+
+    def release(self, record: ChildRecord) -> None:
+        with self._lock:
+            if record.pidfd is None:
+                return
+            record.holds = max(0, record.holds - 1)
+            if record.holds == 0 and record.status is not None:
+                _close(record.pidfd)
+                record.pidfd = None
 
     # -- event loops ---------------------------------------------------------------------------
     def watch(self, loop: Any) -> Callable[[], None]:
         """Reap children from an asyncio loop as they exit; returns a function that stops it.
 
-        Call it from the loop's own thread. procmagic's kernel integration does this with the
-        kernel's loop, so a notebook never shows zombies.
+        Call it from the loop's own thread. Several loops may watch at once (say the main
+        thread's and an I/O thread's): whichever sees an exit first reaps the child. procmagic's
+        kernel integration attaches the kernel's loop, so a notebook never shows zombies.
         """
-        if self._loop is not None and self._loop is not loop:
-            self.unwatch()
-        self._loop = loop
-        for proc in list(self._live.values()):
-            self._watch_one(proc)
+        with self._lock:
+            if any(w.loop is loop for w in self._watches):
+                return lambda: self.unwatch(loop)
+            w = _Watch(loop)
+            self._watches.append(w)
+            for record in list(self._live.values()):
+                self._watch_one(w, record)
         self.reap_ready()
-        return self.unwatch
+        return lambda: self.unwatch(loop)
 
-    def unwatch(self) -> None:
-        for proc in list(self._live.values()):
-            self._unwatch_one(proc)
-        if self._poll_handle is not None:
-            self._poll_handle.cancel()
-            self._poll_handle = None
-        self._loop = None
+    def unwatch(self, loop: Any = None) -> None:
+        """Stop reaping from ``loop`` (None: from every loop). Call it from the loop's thread."""
+        with self._lock:
+            gone = [w for w in self._watches if loop is None or w.loop is loop]
+            self._watches = [w for w in self._watches if w not in gone]
+        for w in gone:
+            for record in list(w.readers):
+                self._remove_reader(w, record)
+            if w.poll_handle is not None:
+                w.poll_handle.cancel()
+                w.poll_handle = None
 
-    def _watch_one(self, proc: Process) -> None:
-        if proc._pidfd is None:
-            if self._poll_handle is None:
-                self._poll_handle = self._loop.call_later(0.05, self._poll_tick)
+    def watched_by(self, loop: Any) -> list["Process"]:
+        """The children ``loop`` has a pidfd reader for (what :meth:`watch` set up)."""
+        for w in list(self._watches):
+            if w.loop is loop:
+                return [r.process for r in list(w.readers)]
+        return []
+
+    def _watch_one(self, w: _Watch, record: ChildRecord) -> None:
+        if record.pidfd is None:
+            if w.poll_handle is None:
+                w.call(self._start_polling, w)
+            return
+        record.holds += 1  # released by _remove_reader
+        if not w.call(self._add_reader, w, record):
+            record.holds -= 1
+
+    def _add_reader(self, w: _Watch, record: ChildRecord) -> None:
+        fd = record.pidfd
+        if fd is None or record.status is not None or w not in self._watches:
+            self.release(record)  # reaped (or unwatched) before this loop got to it
             return
         try:
-            self._loop.add_reader(proc._pidfd, self._on_pidfd, proc)
-            proc._watched = True
+            w.loop.add_reader(fd, self.poll, record)
+            w.readers.add(record)
         except (RuntimeError, ValueError, OSError):  # loop closed: join()/wait() still reap
-            pass
+            self.release(record)
 
-    def _unwatch_one(self, proc: Process) -> None:
-        if proc._watched and self._loop is not None and proc._pidfd is not None:
-            try:
-                self._loop.remove_reader(proc._pidfd)
-            except (RuntimeError, ValueError, OSError):
-                pass
-        proc._watched = False
+    def _remove_reader(self, w: _Watch, record: ChildRecord) -> None:
+        if record in w.readers:
+            w.readers.discard(record)
+            if record.pidfd is not None:
+                try:
+                    w.loop.remove_reader(record.pidfd)
+                except (RuntimeError, ValueError, OSError):
+                    pass
+            self.release(record)
 
-    def _on_pidfd(self, proc: Process) -> None:
-        if proc._status is None:
-            self._try_reap(proc, block=False)
+    def _unwatch_record(self, record: ChildRecord) -> None:
+        for w in list(self._watches):
+            if record in w.readers and not w.call(self._remove_reader, w, record):
+                w.readers.discard(record)
+                self.release(record)
+        with self._lock:
+            if record.holds == 0:
+                _close(record.pidfd)
+                record.pidfd = None
 
-    def _poll_tick(self) -> None:
-        self._poll_handle = None
+    def _start_polling(self, w: _Watch) -> None:
+        if w.poll_handle is None and w in self._watches:
+            w.poll_handle = w.loop.call_later(0.05, self._poll_tick, w)
+
+    def _poll_tick(self, w: _Watch) -> None:
+        w.poll_handle = None
         self.reap_ready()
-        if self._loop is not None and any(p._pidfd is None for p in self._live.values()):
-            self._poll_handle = self._loop.call_later(0.05, self._poll_tick)
+        if w in self._watches and any(r.pidfd is None for r in list(self._live.values())):
+            w.poll_handle = w.loop.call_later(0.05, self._poll_tick, w)
 
     # -- fork ----------------------------------------------------------------------------------
     def _after_fork_in_child(self) -> None:
-        # The parent's children are not ours: drop them, their pidfds, listeners and the loop.
-        for proc in self._live.values():
-            _close(proc._pidfd)
-            proc._pidfd = None
-            _close(proc._errpipe)
-            proc._errpipe = None
-            proc._watched = False
+        # The parent's children are not ours: drop them, their pidfds, listeners and loops.
+        # The lock may have been held by another thread at the fork: a new one.
+        self._lock = threading.RLock()
+        for record in self._live.values():
+            _close(record.pidfd)
+            record.pidfd = None
+            _close(record.errpipe)
+            record.errpipe = None
         self._live.clear()
         self._known = weakref.WeakValueDictionary()
         self._reaped.clear()
         self._unclaimed.clear()
         self._listeners.clear()
-        self._loop = None
-        self._poll_handle = None
+        self._watches = []
 
 
-def _read_exec_error(proc: Process) -> OSError | None:
-    fd = proc._errpipe
+def _record_of(proc: "Process | ChildRecord") -> ChildRecord:
+    if isinstance(proc, ChildRecord):
+        return proc
+    record = proc._record
+    if record is None:
+        from .errors import ProcessStateError
+
+        raise ProcessStateError(f"process {proc.id} was never started: nothing to reap")
+    return record
+
+
+def _read_exec_error(record: ChildRecord) -> OSError | None:
+    fd = record.errpipe
     if fd is None:
         return None
-    proc._errpipe = None
+    record.errpipe = None
     try:
         data = os.read(fd, 4096)
     except OSError:
@@ -323,15 +462,14 @@ def _read_exec_error(proc: Process) -> OSError | None:
         _close(fd)
     if not data:
         return None
-    # "errno:path:strerror", as the child wrote it (see child.exec_in_child)
+    # "errno:path:strerror", as the child wrote it (see Process.exec)
     errno_text, _, rest = data.decode("utf-8", "replace").partition(":")
     path, _, strerror = rest.partition(":")
     try:
         number = int(errno_text)
     except ValueError:
         number = 0
-    err = OSError(number, strerror or os.strerror(number), path)
-    return err
+    return OSError(number, strerror or os.strerror(number), path)
 
 
 registry = Registry()
@@ -353,12 +491,12 @@ def watch(loop: Any) -> Callable[[], None]:
     return registry.watch(loop)
 
 
-def children() -> list[Process]:
+def children() -> list["Process"]:
     """procmagic's live (not yet reaped) children, oldest first."""
     return registry.live()
 
 
-def procs() -> list[Process]:
+def procs() -> list["Process"]:
     """procmagic's children by id: live ones, and reaped ones that something still references."""
     return registry.known()
 

@@ -27,8 +27,11 @@ class ExitStatus:
     system_time: float = 0.0
     max_rss: int = 0  # bytes
     name: str | None = None
-    timed_out: bool = False
+    timed_out: bool = False  # stop_reason == "timeout"
     exec_error: OSError | None = field(default=None, compare=False)
+    #: Why procmagic stopped it, when it did (``Process.mark_stop_reason``): "timeout",
+    #: "interrupt", "kill", "stop", "shutdown"...; None when it ended by itself.
+    stop_reason: str | None = None
 
     @property
     def returncode(self) -> int:
@@ -87,6 +90,7 @@ def status_from_wait4(
     name: str | None = None,
     timed_out: bool = False,
     exec_error: OSError | None = None,
+    stop_reason: str | None = None,
 ) -> ExitStatus:
     """Build an ExitStatus from what ``os.wait4`` returned."""
     if os.WIFSIGNALED(status):
@@ -106,4 +110,5 @@ def status_from_wait4(
         name=name,
         timed_out=timed_out,
         exec_error=exec_error,
+        stop_reason=stop_reason,
     )

@@ -445,7 +445,7 @@ class ResultChannel:
         import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
-        pidfd = proc._pidfd
+        pidfd = proc.exit_fd
         poller = select.poll()
         poller.register(self.parent.fileno(), select.POLLIN)
         if pidfd is not None:

@@ -12,7 +12,7 @@ import signal as _signal
 import sys
 from typing import Any, Callable
 
-from ..core.child import ExecFailed, _die_by, _exit_code_of
+from ..core.child import ExecFailed, die_by, exit_code_of
 from ..core.process import Process
 
 __all__ = ["make_target", "check_syntax"]
@@ -66,9 +66,9 @@ def make_target(shell: Any, source: str, cell_number: int | None = None,
         if error is None:
             return 0
         if isinstance(error, SystemExit):
-            return _exit_code_of(error.code)
+            return exit_code_of(error.code)
         if isinstance(error, KeyboardInterrupt):
-            return _die_by(_signal.SIGINT)
+            return die_by(_signal.SIGINT)
         if isinstance(error, ExecFailed):
             return 127  # the shell's code for a program that could not be run
         return 1

@@ -16,12 +16,14 @@ import socket
 import stat as _stat
 import sys
 import warnings
+import weakref
 from typing import Any
 
 from ..core.process import Process
 from .channel import STDERR, STDOUT, ChannelRaw, ChannelSocket, FrameWriter
 
-__all__ = ["kernel_fds", "kernel_ports", "kernel_socket_fds", "close_kernel_sockets", "live_kernel_fds", "prepare_parent", "setup_child", "SpawnWiring"]
+__all__ = ["kernel_fds", "kernel_ports", "kernel_socket_fds", "close_kernel_sockets", "live_kernel_fds", "prepare_parent",
+           "setup_child", "SpawnWiring", "attach_wiring", "wiring_of"]
 
 
 class SpawnWiring:
@@ -32,6 +34,18 @@ class SpawnWiring:
         self.fdout = fdout  # raw socket for fds 1 and 2 when not redirecting (C-level output)
         self.cell = cell
         self.worker = worker
+
+
+_wirings: "weakref.WeakKeyDictionary[Process, SpawnWiring]" = weakref.WeakKeyDictionary()
+
+
+def attach_wiring(proc: Process, wiring: SpawnWiring) -> None:
+    """Remember ``proc``'s wiring (before start: the child finds it with :func:`wiring_of`)."""
+    _wirings[proc] = wiring
+
+
+def wiring_of(proc: Process) -> SpawnWiring | None:
+    return _wirings.get(proc)
 
 
 def _local_address(ip: str) -> bool:
@@ -201,8 +215,8 @@ def setup_child(proc: Process, kernel: Any, shell: Any, close_fds: list[int]) ->
             iopub.schedule = lambda f: None
     builtins.input = _plain_input
     getpass.getpass = getpass.unix_getpass if hasattr(getpass, "unix_getpass") else getpass.getpass
-    wiring: SpawnWiring | None = getattr(proc, "_wiring", None)
-    old_in, old_out, old_err = proc._inherited_streams
+    wiring = wiring_of(proc)
+    old_in, old_out, old_err = proc.inherited_streams
     if wiring is not None and wiring.channel is not None:
         writer = FrameWriter(wiring.channel)
         if not proc.redirect:

@@ -69,8 +69,8 @@ def run_foreground(spawn: Spawn) -> None:
     """Block until every child has exited and its output is published. A KeyboardInterrupt
     (the notebook's interrupt) is forwarded to the children and raised again at the end."""
     router = spawn.router
-    live = {p._pidfd: p for p in spawn.procs if p._pidfd is not None}
-    polled = [p for p in spawn.procs if p._pidfd is None]  # no pidfd here: poll with WNOHANG
+    live = {p.exit_fd: p for p in spawn.procs if p.exit_fd is not None}
+    polled = [p for p in spawn.procs if p.exit_fd is None]  # no pidfd here: poll with WNOHANG
     deadline = (time.monotonic() + spawn.options.timeout) if spawn.options.timeout else None
     escalation = _Escalation(spawn)
     drain_deadline: float | None = None
@@ -130,7 +130,7 @@ def run_foreground(spawn: Spawn) -> None:
                             watched.discard(fd)
                             resume_at[fd] = time.monotonic() + delay
             for proc in list(polled):
-                status = registry._try_reap(proc, block=False)
+                status = proc.poll()
                 if status is not None:
                     polled.remove(proc)
                     registry.claim(proc)
@@ -144,7 +144,7 @@ def run_foreground(spawn: Spawn) -> None:
                 spawn.timed_out = True
                 procs = list(live.values()) + polled
                 for proc in procs:
-                    proc._timed_out = True
+                    proc.mark_stop_reason("timeout")
                 router.add_notice(f"[procmagic] time-out after {spawn.options.timeout} s: sending SIGTERM\n")
                 escalation.terminate(procs)
             elif escalation.deadline is not None and now >= escalation.deadline and (live or polled):
@@ -269,7 +269,7 @@ class BackgroundDriver:
             return
         self.spawn.timed_out = True
         for proc in live:
-            proc._timed_out = True
+            proc.mark_stop_reason("timeout")
             _signal_group(proc, _signal.SIGTERM)
         self.spawn.router.add_notice(f"[procmagic] time-out after {self.spawn.options.timeout} s: sending SIGTERM\n")
         self.kill_handle = self.loop.call_later(self.spawn.settings.term_grace, self._kill_rest)

@@ -59,7 +59,6 @@ class Integration:
         def hook(proc: Process) -> None:
             if lift_sigint is not None:
                 lift_sigint()  # a child may handle SIGINT: it is its own
-            spawn_mod.close_others_in_child(proc)
             child_setup.setup_child(proc, kernel, shell, self._fds_to_close)
 
         self._cleanups.append(core_child.add_child_hook(hook))

@@ -19,14 +19,15 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Deque
 
+from ..core.child import close_in_children
 from ..core.process import Process
 from ..core.status import ExitStatus
 from .channel import make_channel
-from .child_setup import SpawnWiring, prepare_parent
+from .child_setup import SpawnWiring, attach_wiring, prepare_parent
 from .context import Context
 from .router import Router, roomy
 
-__all__ = ["Settings", "SpawnOptions", "Spawn", "spawns", "subscribe", "spawn_of", "open_sockets", "retain", "dropped"]
+__all__ = ["Settings", "SpawnOptions", "Spawn", "spawns", "subscribe", "spawn_of", "retain", "dropped"]
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,6 @@ _history: Deque["Spawn"] = collections.deque()
 _by_proc: "weakref.WeakValueDictionary[int, Spawn]" = weakref.WeakValueDictionary()
 _dropped = {"spawns": 0, "children": 0}
 _listeners: list[Callable[[str, "Spawn", Any], None]] = []
-
-#: Sockets of the kernel's side (router sources) and children's ends not yet handed over:
-#: every child closes all of them but its own, or a sibling would hold a pipe open.
-open_sockets: set[socket.socket] = set()
 
 
 def subscribe(listener: Callable[[str, "Spawn", Any], None]) -> Callable[[], None]:
@@ -172,38 +169,38 @@ class Spawn:
         try:
             for i in range(opts.n):
                 name = self.name if opts.n == 1 else f"{self.name}/{i}"
-                proc = Process(target, redirect=opts.redirect, pipe=opts.pipe, name=name)
+                # A redirected child writes its output straight into its pipe: give it room
+                # while the router paces its reads.
+                proc = Process(target, redirect=opts.redirect, pipe=opts.pipe, name=name,
+                               child_setup=_roomy_pipe if opts.redirect else None)
                 proc.worker = i
                 ch_parent = ch_child = fd_parent = fd_child = None
                 if kernel:
                     ch_parent, ch_child = make_channel()
                     if not opts.redirect:
                         fd_parent, fd_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-                for sock in (ch_child, fd_child, proc._child_sock if opts.redirect else None):
+                for sock in (ch_child, fd_child):
                     if sock is not None:
                         roomy(sock)  # the router paces its reads: let the child write meanwhile
-                for sock in (ch_parent, ch_child, fd_parent, fd_child):
+                        proc.give_to_child(sock)  # closed here at the fork, and in every other child
+                for sock in (ch_parent, fd_parent):
                     if sock is not None:
-                        open_sockets.add(sock)
-                proc._wiring = SpawnWiring(ch_child, fd_child, self.cell, i)  # type: ignore[attr-defined]
-                wirings.append((proc, proc._wiring, ch_parent, fd_parent))  # type: ignore[attr-defined]
+                        close_in_children(sock)  # the kernel's side: no child may hold it open
+                wiring = SpawnWiring(ch_child, fd_child, self.cell, i)
+                attach_wiring(proc, wiring)
+                wirings.append((proc, wiring, ch_parent, fd_parent))
                 self.procs.append(proc)
             if opts.queue is not None:
                 self._attach_queue()
             for proc, wiring, ch_parent, fd_parent in wirings:
                 proc.start(force=opts.force)
-                for sock in (wiring.channel, wiring.fdout):
-                    if sock is not None:
-                        open_sockets.discard(sock)
-                        sock.close()
-                wiring.channel = wiring.fdout = None
+                wiring.channel = wiring.fdout = None  # closed here by the fork: the child's now
                 if opts.redirect:
-                    proc._read_owner = (
+                    sock = proc.claim_reader(
                         f"the pipe of {proc.name!r} is read by procmagic, which streams it into the cell "
                         "(%%spawn --redirect); use write() to feed the child's stdin"
                     )
-                    if proc._sock is not None:  # a redirect always has its stream pipe
-                        self.router.add(proc._sock, framed=False, worker=proc.worker, name="stdout", owned=False)
+                    self.router.add(sock, framed=False, worker=proc.worker, name="stdout", owned=False)
                 if fd_parent is not None:
                     self.router.add(fd_parent, framed=False, worker=proc.worker, name="stdout")
                 if ch_parent is not None:
@@ -230,11 +227,10 @@ class Spawn:
                 except Exception:
                     pass
         for proc, wiring, ch_parent, fd_parent in wirings:
-            for sock in (wiring.channel, wiring.fdout, ch_parent, fd_parent):
-                if sock is not None:
-                    open_sockets.discard(sock)
+            for sock in (ch_parent, fd_parent):
+                if sock is not None and sock.fileno() >= 0 and sock.fileno() not in self.router.sources:
                     sock.close()
-            proc.close()
+            proc.close()  # before start, the ends given to the child go too
         for fd in list(self.router.sources):
             self.router.close_source(fd)
         if self.queue is not None:
@@ -276,9 +272,6 @@ class Spawn:
         for fd in list(router.sources):
             router.close_source(fd)
             router.sources.pop(fd, None)
-        for sock in list(open_sockets):
-            if sock.fileno() < 0:
-                open_sockets.discard(sock)
         self.log_path = router.close()
         show = self.settings.show_status
         for proc in self.procs:
@@ -290,7 +283,7 @@ class Spawn:
             if proc.redirect:
                 proc.close()  # end of file was read: nothing more can come, nothing can be written
             else:
-                _close_if_drained(proc)
+                proc.close_if_drained()  # unless it left messages the notebook may still read()
         if self.queue is not None and self.options.queue == -1:
             # A private queue dies with its spawn, unless messages are left for the notebook to
             # pop(): then it lives until free_queue() or the kernel's shutdown.
@@ -306,28 +299,8 @@ class Spawn:
         retain(self.settings.history)
 
 
-def _close_if_drained(proc: Process) -> None:
-    """Close a finished child's pipe unless it left messages the notebook may still read()."""
-    sock = proc._sock
-    if sock is None or sock.fileno() < 0:
-        return
-    try:
-        data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return  # nothing now, but the pipe is still open: a descendant holds it
-    except OSError:
-        data = b""
-    if not data:
-        proc.close()
-
-
-def close_others_in_child(proc: Process) -> None:
-    """In a child: close every kernel-side socket and every sibling's handed-over end."""
-    wiring = getattr(proc, "_wiring", None)
-    mine = {wiring.channel, wiring.fdout} if wiring is not None else set()
-    for sock in list(open_sockets):
-        if sock not in mine:
-            try:
-                sock.close()
-            except OSError:
-                pass
+def _roomy_pipe(proc: Process) -> None:
+    """In a redirected child: a large send buffer on its end of the pipe (see router.roomy)."""
+    sock = proc.pipe_socket
+    if sock is not None:
+        roomy(sock)

@@ -79,17 +79,14 @@ def runtime_of(proc: Process, now: float | None = None) -> float:
     status = proc.exitstatus
     if status is not None:
         return status.wall_time
-    if proc.pid is None:
+    started = proc.started_at
+    if started is None:
         return 0.0
-    return (time.monotonic() if now is None else now) - proc._started_at
+    return (time.monotonic() if now is None else now) - started
 
 
 def counters_of(proc: Process) -> dict[str, int]:
-    try:
-        return proc.counters
-    except Exception:  # the slot was released between two reads (reaped meanwhile)
-        final = proc._final_counts
-        return dict(final) if final is not None else {}
+    return proc.counters  # the core keeps the final counts once the slot is released
 
 
 class Sampler:
@@ -176,7 +173,7 @@ def proc_facts(proc: Process, sampler: Sampler | None = None, now: float | None 
         id=proc.id, name=str(proc.name), pid=proc.pid, worker=proc.worker, spawn=f"#{spawn.number}" if spawn else "-",
         state=state_of(proc), runtime=runtime_of(proc, now), cpu_pct=cpu_pct, cpu_s=cpu_s, rss=rss, status=status,
         alarm=alarm, ticks=counts.get("alarm_ticks", 0), pushes=counts.get("pushes", 0), pops=counts.get("pops", 0),
-        has_queue=proc._queue is not None, redirect=proc.redirect,
+        has_queue=proc.queue is not None, redirect=proc.redirect,
     )
 
 
@@ -300,7 +297,7 @@ def _queue_handles(procs: list[Process]) -> dict[int, Any]:
     """Queues this kernel holds a handle on (spawns' ``--queue`` and ``use_queue()`` in the
     notebook), by msqid, freed ones left out."""
     found: dict[int, Any] = {}
-    candidates = [s.queue for s in spawn_mod.spawns()] + [p._queue for p in procs]
+    candidates = [s.queue for s in spawn_mod.spawns()] + [p.queue for p in procs]
     for queue in candidates:
         if queue is None or getattr(queue, "freed", False):
             continue
@@ -358,7 +355,7 @@ class QueueWatch:
                 last_sender=_who(stat.last_sender_pid, names), last_send_time=stat.last_send_time,
                 last_receiver=_who(stat.last_receiver_pid, names), last_receive_time=stat.last_receive_time)
             for proc in procs:
-                q = proc._queue
+                q = proc.queue
                 if q is not None and _same_queue(q, qid):
                     facts.users.append(self._user(qid, proc, now))
             out.append(facts)

@@ -166,7 +166,7 @@ def test_watch_reaps_dropped_processes_from_an_event_loop(fresh_wait):
         status = loop.run_until_complete(asyncio.wait_for(reaped, WAIT))
         assert status.pid == pid
         assert proc_state(pid) is None and not any(p.pid == pid for p in procmagic.children())
-        assert before._watched  # its pidfd has a reader on the loop
+        assert before in registry.watched_by(loop)  # its pidfd has a reader on the loop
         later = loop.create_future()
         unsubscribe()
         unsubscribe = registry.subscribe(lambda e, p, s: e == "reaped" and not later.done() and later.set_result(s))
@@ -177,7 +177,7 @@ def test_watch_reaps_dropped_processes_from_an_event_loop(fresh_wait):
         stop()
         loop.close()
         before.close()
-    assert registry._loop is None
+    assert registry.watched_by(loop) == []
 
 
 def test_watch_without_pidfd_polls(monkeypatch, fresh_wait):
@@ -203,7 +203,7 @@ def test_join_wait_and_read_without_pidfd(spawn, monkeypatch, fresh_wait):
     monkeypatch.setattr(reaper, "_pidfd_ok", False)
     p = spawn(wait_for_parent)
     p.start()
-    assert p._pidfd is None
+    assert p.exit_fd is None
     with pytest.raises(TimeoutError):
         p.join(timeout=0.1)
     assert procmagic.wait(timeout=0.1) is None

@@ -1,0 +1,180 @@
+"""A Process's pipe and message queue: swoole's ``write``, ``read``, ``close``, ``useQueue``,
+``push``, ``pop``, ``statQueue`` and ``freeQueue`` (mixed into ``Process``)."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Callable
+
+from . import pipe as _pipe
+from . import timing
+from .errors import NoPipe, NoQueue, ProcessStateError
+
+__all__ = ["PipeMixin", "QueueMixin"]
+
+
+class PipeMixin:
+    """The socketpair between parent and child: each side holds its own end."""
+
+    _sock: socket.socket | None
+    _child_sock: socket.socket | None
+    _kind: str | None
+    _timeout: float | None
+    _blocking: bool
+    _in_child: bool
+    _reader_claim: str | None
+
+    def _exit_fd(self) -> int | None:
+        raise NotImplementedError  # Process defines it
+
+    def _reaped(self) -> bool:
+        raise NotImplementedError  # Process defines it
+
+    @property
+    def pipe(self) -> int | None:
+        """This side's pipe fd: the parent's end in the parent, the child's end in the child."""
+        return self._sock.fileno() if self._sock is not None and self._sock.fileno() >= 0 else None
+
+    @property
+    def pipe_socket(self) -> socket.socket | None:
+        """This side's end of the pipe as a socket (None without a pipe, or once closed)."""
+        return self._sock if self._sock is not None and self._sock.fileno() >= 0 else None
+
+    @property
+    def pipe_type(self) -> str | None:
+        return self._kind
+
+    def claim_reader(self, reason: str) -> socket.socket:
+        """Declare that something else reads this pipe in the parent (the kernel integration
+        streams a ``--redirect`` child's output into the cell): ``read()`` then raises
+        ``ProcessStateError(reason)``. Returns the parent's end, to read it."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError(f"reason must be a non-empty str saying who reads the pipe, not {reason!r}")
+        if self._in_child:
+            raise ProcessStateError("claim_reader() is for the parent; the child reads its own end")
+        sock = self.pipe_socket
+        if sock is None:
+            raise NoPipe("no pipe to claim: this Process has pipe=None, or its pipe was closed")
+        self._reader_claim = reason
+        return sock
+
+    def close_if_drained(self) -> bool:
+        """Close this side's pipe unless messages are still waiting in it (without reading
+        them); True when it was closed (or was closed already). Never blocks."""
+        sock = self.pipe_socket
+        if sock is None:
+            return True
+        try:
+            data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False  # nothing now, but the pipe is still open: a descendant holds it
+        except OSError:
+            data = b""
+        if data:
+            return False
+        self.close()
+        return True
+
+    def write(self, data: bytes | str) -> int:
+        """Write ``data`` (str as UTF-8) to the pipe: one message on a dgram pipe, all of it on a
+        stream pipe. Returns the bytes written. Empty data is refused."""
+        return _pipe.send(self._sock, data, self._timeout, self._blocking, self._kind == "dgram")
+
+    def read(self, size: int = 8192, timeout: float | None = None) -> bytes:
+        """One receive of at most ``size`` bytes (one message on a dgram pipe); b"" at end of file.
+
+        Waits up to ``timeout`` seconds (default: ``set_timeout()``'s, else forever), then raises
+        TimeoutError. In the parent, once the child has exited and nothing is left, returns b""
+        instead of waiting.
+        """
+        if self._reader_claim is not None and not self._in_child:
+            raise ProcessStateError(self._reader_claim)
+        seconds = timing.seconds(timeout) if timeout is not None else self._timeout
+        reaped = not self._in_child and self._reaped()
+        return _pipe.recv(self._sock, size, seconds, self._blocking, self._kind == "dgram", self._exit_fd(), reaped)
+
+    def set_blocking(self, blocking: bool = True) -> None:
+        """Non-blocking: read() and write() raise BlockingIOError instead of waiting."""
+        if not isinstance(blocking, bool):
+            raise TypeError(f"blocking must be True or False, not {blocking!r}")
+        self._blocking = blocking
+
+    def set_timeout(self, seconds: float | None) -> None:
+        """Default time-out of read() and write() in seconds (None: wait forever)."""
+        self._timeout = timing.seconds(seconds)
+
+    def close(self, which: str = "both") -> None:
+        """Close this side's pipe: ``"read"``, ``"write"`` (the other side reads end of file, e.g. a
+        redirected child's stdin) or ``"both"`` (closes the fd)."""
+        if which not in ("read", "write", "both"):
+            raise ValueError(f"which must be 'read', 'write' or 'both', not {which!r}")
+        if which == "both":
+            self._close_child_ends()  # never started: the ends meant for the child go too
+        sock = self._sock
+        if sock is None or sock.fileno() < 0:
+            if which == "both":
+                return
+            raise NoPipe(f"no pipe to close for {which}: this Process has pipe=None, or its pipe was closed")
+        if which == "both":
+            sock.close()
+            self._sock = None
+            return
+        try:
+            sock.shutdown(socket.SHUT_RD if which == "read" else socket.SHUT_WR)
+        except OSError:
+            pass  # the peer is gone already: nothing left to shut
+
+    def _close_child_ends(self) -> None:
+        raise NotImplementedError  # Process defines it
+
+
+class QueueMixin:
+    """The SysV message queue (see :mod:`procmagic.core.queue`)."""
+
+    _queue: Any
+
+    @property
+    def queue(self) -> Any:
+        """The queue handle ``use_queue()`` attached (a :class:`procmagic.core.queue.Queue`), or None."""
+        return self._queue
+
+    def use_queue(self, key: int | None = None, mode: str = "balance", nowait: bool = False,
+                  capacity: int | None = None, **options: Any) -> Any:
+        """Attach a SysV message queue (swoole's useQueue); see :mod:`procmagic.core.queue`."""
+        from . import queue as _queue
+
+        self._queue = _queue.attach(self, key=key, mode=mode, nowait=nowait, capacity=capacity, **options)
+        return self._queue
+
+    def _need_queue(self, what: str) -> Any:
+        if self._queue is None:
+            raise NoQueue(f"no message queue: call use_queue() before {what}()")
+        return self._queue
+
+    # push and pop are the queue handle's own closures (Queue.push/pop): a method forwarding to
+    # them would cost two more Python calls per message, a third of its whole cost.
+    @property
+    def push(self) -> Callable[..., None]:
+        """``push(data, *, to=None)``: send one message on the queue (see use_queue)."""
+        queue = self._queue
+        return self._no_queue("push") if queue is None else queue.push  # type: ignore[no-any-return]
+
+    @property
+    def pop(self) -> Callable[..., bytes]:
+        """``pop(size=None)``: receive one message from the queue (see use_queue)."""
+        queue = self._queue
+        return self._no_queue("pop") if queue is None else queue.pop  # type: ignore[no-any-return]
+
+    def _no_queue(self, what: str) -> Callable[..., Any]:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            self._need_queue(what)
+
+        return refuse
+
+    def stat_queue(self) -> Any:
+        """The queue's state: messages and bytes waiting, capacity, last sender and receiver."""
+        return self._need_queue("stat_queue").stat()
+
+    def free_queue(self) -> None:
+        """Remove the queue from the system."""
+        self._need_queue("free_queue").free()

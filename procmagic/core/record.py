@@ -1,0 +1,57 @@
+"""The child record: everything the parent knows about one started child, in one place.
+
+``fork.py`` creates it the instant ``os.fork`` returns in the parent and registers it before
+the parent's signals are unblocked, so no interrupt can separate a live child from its record.
+The registry (``reaper.py``) then owns its life: it reaps the child once, records the status
+with the time the exit was seen, closes the pidfd and the error pipe, and fires the done
+callbacks exactly once.
+
+States: *running* (``status is None``) -> *reaped* (``status`` set, pidfd and error pipe closed,
+callbacks fired). A ``Process`` started again gets a new record; the old one stays as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from .status import ExitStatus
+
+if TYPE_CHECKING:
+    from .process import Process
+
+__all__ = ["ChildRecord", "DoneCallback"]
+
+DoneCallback = Callable[[ExitStatus], Any]
+
+
+@dataclass(eq=False)
+class ChildRecord:
+    """One started child, as its parent sees it. Times are ``time.monotonic()`` seconds."""
+
+    process: "Process"
+    pid: int
+    started_at: float
+    errpipe: int | None = None  # read end of the close-on-exec pipe an exec() failure comes back on
+    pidfd: int | None = None  # readable once the child has exited; None where pidfd_open is missing
+    pgid: int = 0  # the child leads its own process group: pgid == pid
+    started_wall: float = field(default_factory=time.time)
+    exited_at: float | None = None  # when the exit was first seen (the pidfd readable, or the reap)
+    status: ExitStatus | None = None
+    stop_reason: str | None = None  # why it was stopped: "timeout", "interrupt", "kill", ...
+    claimed: bool = False  # join() reported it: wait() must not report it again
+    callbacks: list[DoneCallback] = field(default_factory=list)
+    # Users of the pidfd besides the registry (loop readers, pollers): it is closed only once
+    # none is left, so a thread polling it never sees its number reused.
+    holds: int = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.status is None
+
+    @property
+    def wall_time(self) -> float:
+        """Seconds from the fork to the exit (to now while it runs)."""
+        end = self.exited_at if self.exited_at is not None else time.monotonic()
+        return max(0.0, end - self.started_at)
