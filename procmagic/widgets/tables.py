@@ -10,7 +10,7 @@ from typing import Any
 from ..core.process import Process
 from ..core.reaper import registry
 from ..core.status import ExitStatus
-from ..text import _table
+from ..text import table
 from .facts import (AlarmFacts, ProcFacts, QueueFacts, Sampler, alarm_facts, fmt_ago, fmt_bytes, fmt_interval,
                     how_short, is_failure, proc_facts, recent_procs, fmt_runtime)
 
@@ -30,7 +30,7 @@ def processes_text(facts: list[ProcFacts]) -> str:
             s = f.status
             rows.append([str(f.id), f.name, str(f.pid or "-"), f.state, f"{s.wall_time:.2f} s", f"{s.cpu_time:.2f} s",
                          fmt_bytes(s.max_rss), str(f.ticks) if (f.alarm or f.ticks) else "-", f.spawn, how_short(s)])
-    return _table(["id", "name", "pid", "state", "runtime", "cpu", "rss", "ticks", "spawn", "exit"], rows)
+    return table(["id", "name", "pid", "state", "runtime", "cpu", "rss", "ticks", "spawn", "exit"], rows)
 
 
 def queues_text(queues: list[QueueFacts]) -> str:
@@ -45,7 +45,7 @@ def queues_text(queues: list[QueueFacts]) -> str:
                      fmt_bytes(q.capacity), q.last_sender, q.last_receiver,
                      ", ".join(f"{u.who}: {u.pushes} pushed, {u.pops} popped" for u in q.users[:4])
                      + (f", +{len(q.users) - 4}" if len(q.users) > 4 else "")])
-    return _table(["queue", "key", "msgs", "bytes", "capacity", "last sender", "last receiver", "traffic"], rows)
+    return table(["queue", "key", "msgs", "bytes", "capacity", "last sender", "last receiver", "traffic"], rows)
 
 
 def alarms_text(alarms: list[AlarmFacts]) -> str:
@@ -53,7 +53,7 @@ def alarms_text(alarms: list[AlarmFacts]) -> str:
         return "no interval timers"
     rows = [[str(a.id), a.name, str(a.pid or "-"), a.state, a.timer, fmt_interval(a.interval_us), str(a.ticks),
              fmt_ago(a.last_tick)] for a in alarms]
-    return _table(["id", "name", "pid", "state", "timer", "interval", "ticks", "last tick"], rows)
+    return table(["id", "name", "pid", "state", "timer", "interval", "ticks", "last tick"], rows)
 
 
 def reaped_text(statuses: list[ExitStatus], failures_only: bool = False, limit: int = 20) -> str:
@@ -62,7 +62,7 @@ def reaped_text(statuses: list[ExitStatus], failures_only: bool = False, limit: 
         return "no failures" if failures_only else "no reaped children yet"
     rows = [[str(s.id), s.name or "-", str(s.pid), s.how, "yes" if s.core_dumped else "", f"{s.wall_time:.2f} s",
              f"{s.cpu_time:.2f} s", fmt_bytes(s.max_rss)] for s in chosen]
-    return _table(["id", "name", "pid", "ended", "core", "wall", "cpu", "peak rss"], rows)
+    return table(["id", "name", "pid", "ended", "core", "wall", "cpu", "peak rss"], rows)
 
 
 def dashboard_text(sampler: Sampler | None = None, queues: list[QueueFacts] | None = None,
