@@ -37,6 +37,17 @@ def _children() -> list[psutil.Process]:
         return []
 
 
+@pytest.fixture(autouse=True, scope="session")
+def procmagic_watcher():
+    """procmagic starts one watcher per process at its first fork and holds its pipe for the
+    process's life (procmagic/core/watcher.py): start it before the first test, so that pipe
+    is not counted as a test's leaked fd."""
+    from procmagic.core import watcher
+
+    watcher.ensure()
+    yield
+
+
 @pytest.fixture(autouse=True)
 def no_leaks(request):
     """Fail a test that leaks a child, a zombie, an fd or a SysV queue; clean up after it."""

@@ -3,7 +3,8 @@
 What the child resets, in order: the pipes it inherited from siblings and the parent's end of
 its own; its process group (it leads its own, so a signal to the group reaches its whole tree
 and a kernel interrupt aimed at another cell misses it); a parent-death signal, so it cannot
-outlive a parent killed with SIGKILL; inherited Python signal handlers, the signal mask, the
+outlive a parent killed with SIGKILL, and the subreaper flag, so its orphaned descendants stay
+below it (the watcher, watcher.py, stops what is left of its group if the parent dies); inherited Python signal handlers, the signal mask, the
 wakeup fd and interval timers; the inherited asyncio loop, which it must never touch (its epoll
 instance is shared with the parent); then the redirect and fresh ``sys.stdin/stdout/stderr``.
 """
@@ -27,6 +28,7 @@ __all__ = ["bootstrap", "add_child_hook", "close_in_children", "ExecFailed", "di
 
 _PR_SET_PDEATHSIG = 1
 _PR_GET_DUMPABLE = 3
+_PR_SET_CHILD_SUBREAPER = 36
 _SIGINT = int(_signal.SIGINT)
 try:  # loaded in the parent: the child should not have to dlopen anything
     _libc: Any = ctypes.CDLL(None, use_errno=True)
@@ -148,6 +150,10 @@ def bind_std_streams() -> None:
 def _set_death_signal(parent_pid: int) -> None:
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, int(_signal.SIGKILL), 0, 0, 0)
+        # Orphaned descendants (a daemon's double fork, a setsid'd grandchild whose parent
+        # exited) are re-parented to this child while it lives, instead of to init: the stop
+        # ladder finds them below it, even those that left its process group.
+        _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # The parent may have died between fork and prctl: then nobody would ever send it.
     if os.getppid() != parent_pid:
         os._exit(1)

@@ -33,6 +33,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from . import child as _child
+from . import watcher as _watcher
 from .child import close_in_children
 from .reaper import open_pidfd, registry
 from .record import ChildRecord
@@ -66,6 +67,7 @@ def fork_child(proc: "Process", warning: Warning | None = None) -> ChildRecord:
     Python 3.12+'s warning about the kernel's native threads is silenced, as the guard has
     checked the Python ones. Raises OSError when the fork fails (nothing was started).
     """
+    _watcher.ensure()  # at the first fork: a subprocess, so never inside the critical section
     err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     parent_pid = os.getpid()
     try:
@@ -124,8 +126,9 @@ def fork_child(proc: "Process", warning: Warning | None = None) -> ChildRecord:
 
 def _register(proc: "Process", pid: int, started: float, err_r: int) -> ChildRecord:
     """The parent's first steps after the fork: record, register, release the child's ends."""
-    record = ChildRecord(process=proc, pid=pid, started_at=started, errpipe=err_r, pgid=pid)
+    record = ChildRecord(owner=proc, pid=pid, started_at=started, errpipe=err_r, pgid=pid)
     registry.add(record)
+    _watcher.track(pid)  # its group is stopped by the watcher if this process dies
     proc._attach_record(record)
     try:
         os.setpgid(pid, pid)  # also done by the child: whoever runs first wins the race

@@ -25,14 +25,14 @@ import time
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from . import timing
-from .reaper import registry
+from .reaper import group_alive, registry
 from .signals import SignalLike, signal_number
 from .status import ExitStatus
 
 if TYPE_CHECKING:
     from .process import Process
 
-__all__ = ["Ladder", "stop", "group_alive", "signal_group", "descendants", "TERMINATE", "INTERRUPT"]
+__all__ = ["Ladder", "stop", "stop_all", "group_alive", "signal_group", "descendants", "TERMINATE", "INTERRUPT"]
 
 Step = tuple[SignalLike, "float | None"]
 
@@ -45,17 +45,6 @@ def TERMINATE(grace: float) -> list[Step]:
 def INTERRUPT(sig: SignalLike, interrupt_grace: float, term_grace: float) -> list[Step]:
     """``sig`` (SIGINT), then SIGTERM, then SIGKILL (the notebook's interrupt button)."""
     return [(sig, interrupt_grace), (_signal.SIGTERM, term_grace), (_signal.SIGKILL, None)]
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether process group ``pgid`` still has a member (zombies count until reaped)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def signal_group(pgid: int, sig: int) -> bool:
@@ -95,14 +84,17 @@ class Ladder:
     """Stop ``procs`` step by step without blocking (see the module docs).
 
     ``reason`` is marked on each child (``Process.mark_stop_reason``) at the first step.
+    ``groups`` adds process groups to stop whose leader was reaped already.
     """
 
-    def __init__(self, procs: Iterable["Process"], steps: Sequence[Step], reason: str | None = None) -> None:
+    def __init__(self, procs: Iterable["Process"], steps: Sequence[Step], reason: str | None = None,
+                 groups: Iterable[int] = ()) -> None:
         self.steps = [(signal_number(sig), timing.seconds(grace, "grace")) for sig, grace in steps]
         if not self.steps or self.steps[-1][0] != _signal.SIGKILL:
             self.steps.append((int(_signal.SIGKILL), None))
         self.procs = [p for p in procs if p.pid is not None]
-        self.groups = {p.id: p.pid for p in self.procs}  # pgid == pid: each child leads its own
+        # pgid == pid: each child leads its own; plus groups whose leader is long gone
+        self.groups = sorted({p.pid for p in self.procs if p.pid is not None} | set(groups))
         self.reason = reason
         self.step = 0  # steps taken so far
         self.deadline: float | None = None  # when tick() escalates; None: nothing to wait for
@@ -117,7 +109,7 @@ class Ladder:
         return [p for p in self.procs if p.exitstatus is None and p.poll() is None]
 
     def live_groups(self) -> list[int]:
-        return [pgid for pgid in self.groups.values() if pgid is not None and group_alive(pgid)]
+        return [pgid for pgid in self.groups if group_alive(pgid)]
 
     @property
     def finished(self) -> bool:
@@ -139,9 +131,10 @@ class Ladder:
                 proc.mark_stop_reason(self.reason)
         for proc in live:
             _signal_tree(proc, sig)
-        for proc in self.procs:
-            if proc not in live and proc.pid is not None:
-                signal_group(proc.pid, sig)  # what a reaped child left behind in its group
+        leaders = {p.pid for p in live}
+        for pgid in self.groups:
+            if pgid not in leaders:
+                signal_group(pgid, sig)  # what a reaped child left behind in its group
         now = time.monotonic() if now is None else now
         self.deadline = None if sig == _signal.SIGKILL or grace is None else now + grace
         return sig
@@ -179,11 +172,11 @@ def _pgid(pid: int) -> int | None:
 
 
 def stop(procs: Iterable["Process"], steps: Sequence[Step] | None = None, reason: str | None = None,
-         grace: float = 2.0) -> list[ExitStatus]:
+         grace: float = 2.0, groups: Iterable[int] = ()) -> list[ExitStatus]:
     """Stop ``procs`` and reap them, blocking: each step's signal, then wait up to its grace for
     the children (and what is left of their groups) before the next step. Returns their
     statuses, in order. ``steps`` defaults to ``TERMINATE(grace)``."""
-    ladder = Ladder(procs, steps if steps is not None else TERMINATE(grace), reason)
+    ladder = Ladder(procs, steps if steps is not None else TERMINATE(grace), reason, groups)
     while not ladder.finished:
         if ladder.advance() is None:
             break
@@ -193,6 +186,12 @@ def stop(procs: Iterable["Process"], steps: Sequence[Step] | None = None, reason
         if record is not None:
             registry.reap(record, None)
     return [p.exitstatus for p in ladder.procs if p.exitstatus is not None]
+
+
+def stop_all(grace: float = 2.0, reason: str = "shutdown") -> list[ExitStatus]:
+    """Stop every live child of this process and what reaped ones left in their process
+    groups (SIGTERM, ``grace``, SIGKILL), blocking: a kernel's shutdown."""
+    return stop(registry.live(), TERMINATE(grace), reason, groups=registry.leftover_groups())
 
 
 def _wait_until(ladder: Ladder, deadline: float | None) -> None:

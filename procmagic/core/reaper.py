@@ -32,13 +32,15 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Deque
 
 from . import timing
+from . import watcher as _watcher
 from .record import ChildRecord
 from .status import ExitStatus, status_from_wait4
 
 if TYPE_CHECKING:
     from .process import Process
 
-__all__ = ["Registry", "registry", "wait", "watch", "pidfd_supported", "children", "reaped", "procs", "get"]
+__all__ = ["Registry", "registry", "wait", "watch", "pidfd_supported", "children", "reaped", "procs", "get",
+           "group_alive"]
 
 Listener = Callable[[str, "Process", "ExitStatus | None"], None]
 
@@ -66,6 +68,17 @@ def open_pidfd(pid: int) -> int | None:
         return os.pidfd_open(pid)  # type: ignore[attr-defined,no-any-return]
     except OSError:
         return None
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether process group ``pgid`` still has a member (zombies count until reaped)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _close(fd: int | None) -> None:
@@ -113,6 +126,10 @@ class Registry:
         # variable): lookups by id or name, without extending any Process's life.
         self._known: "weakref.WeakValueDictionary[int, Process]" = weakref.WeakValueDictionary()
         self._watches: list[_Watch] = []
+        # Process groups of reaped children that still have members (a grandchild started in
+        # the background): stopped by the ladder with their spawn, at shutdown, or by the
+        # watcher if this process dies.
+        self._leftovers: set[int] = set()
 
     # -- observation ---------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -233,8 +250,18 @@ class Registry:
         finally:
             self.release(record)
 
+    def leftover_groups(self) -> list[int]:
+        """Process groups of reaped children that still have members, oldest first."""
+        for pgid in list(self._leftovers):
+            if not group_alive(pgid):
+                self._leftovers.discard(pgid)
+                _watcher.untrack(pgid)
+        return sorted(self._leftovers)
+
     def reap_ready(self) -> list[ExitStatus]:
         """Reap, without blocking, every child that has finished."""
+        if self._leftovers:
+            self.leftover_groups()
         done = []
         for record in list(self._live.values()):
             status = self.poll(record)
@@ -294,6 +321,10 @@ class Registry:
     def _after_exit(self, record: ChildRecord, status: ExitStatus) -> None:
         """Outside the lock, on the reaping thread: release the pidfd, tell everyone, once."""
         self._unwatch_record(record)
+        if group_alive(record.pgid):
+            self._leftovers.add(record.pgid)
+        else:
+            _watcher.untrack(record.pgid)
         record.process._on_reaped(record)
         self._emit("reaped", record.process, status)
         callbacks, record.callbacks = record.callbacks, []
@@ -302,6 +333,7 @@ class Registry:
                 callback(status)
             except Exception:  # one broken observer must not keep the others from hearing
                 traceback.print_exc(file=sys.__stderr__)
+        record.let_go()
 
     def claim(self, proc: "Process | ChildRecord") -> None:
         """``join()`` reported this child: ``wait()`` must not report it again."""
@@ -436,6 +468,7 @@ class Registry:
         self._unclaimed.clear()
         self._listeners.clear()
         self._watches = []
+        self._leftovers = set()
 
 
 def _record_of(proc: "Process | ChildRecord") -> ChildRecord:

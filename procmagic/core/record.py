@@ -13,6 +13,7 @@ callbacks fired). A ``Process`` started again gets a new record; the old one sta
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -30,7 +31,7 @@ DoneCallback = Callable[[ExitStatus], Any]
 class ChildRecord:
     """One started child, as its parent sees it. Times are ``time.monotonic()`` seconds."""
 
-    process: "Process"
+    owner: Any  # the Process: a strong reference while it runs, a weak one once reaped
     pid: int
     started_at: float
     errpipe: int | None = None  # read end of the close-on-exec pipe an exec() failure comes back on
@@ -45,6 +46,18 @@ class ChildRecord:
     # Users of the pidfd besides the registry (loop readers, pollers): it is closed only once
     # none is left, so a thread polling it never sees its number reused.
     holds: int = 0
+
+    @property
+    def process(self) -> "Process":
+        owner = self.owner
+        return owner() if isinstance(owner, weakref.ref) else owner  # type: ignore[no-any-return,return-value]
+
+    def let_go(self) -> None:
+        """After the reap: the registry no longer keeps the Process alive (the Process holds
+        its record, so a strong reference back would be a cycle left to the garbage collector,
+        and a dropped spawn's children would linger in ``procs()``)."""
+        if not isinstance(self.owner, weakref.ref):
+            self.owner = weakref.ref(self.owner)
 
     @property
     def alive(self) -> bool:

@@ -1,0 +1,187 @@
+"""The watcher: nothing procmagic started outlives this process, even one killed with SIGKILL.
+
+``PR_SET_PDEATHSIG`` kills each child when its parent dies, but only the child: what the child
+started (``subprocess.Popen(["sleep", "300"])``) would be orphaned and live on. Every child leads
+its own process group, and its descendants stay in that group unless they leave it on purpose
+(``setsid``, ``setpgid``). So one small watcher process per parent holds the groups' ids:
+
+- it is started at the first fork, by ``subprocess`` (fork + exec: no fork-safety question), and
+  detaches (a shell starts it in the background and exits), so it is never this process's
+  child and never shows among its children;
+- it reads a pipe whose write end only this process holds (close-on-exec, and closed in every
+  process forked from here), one line per event: ``+PGID`` when a child starts, ``-PGID`` once
+  its group is empty;
+- at end of file (this process exited or was killed, whatever the way), it stops every group
+  still registered: SIGTERM, a grace period (:data:`GRACE`), then SIGKILL. Before signalling it
+  checks that the group still has a member in this process's session, so a process group id
+  recycled by a stranger long after is never hit.
+
+Limits: a descendant that leaves its group (``setsid``, a daemon's double fork) escapes the
+watcher; while its child is alive it is still found below it (each child is a subreaper, see
+child.py) and stopped by the stop ladder. If the watcher cannot start (no ``sh`` or Python
+executable, a seccomp profile), procmagic works without it and ``watcher_pid()`` is None.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+__all__ = ["ensure", "track", "untrack", "watcher_pid", "GRACE"]
+
+#: Seconds between SIGTERM and SIGKILL when the watcher stops what this process left behind.
+GRACE = 2.0
+
+_SCRIPT = r"""
+import os, signal, sys, time
+fd, grace, sid = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+os.write(int(sys.argv[4]), str(os.getpid()).encode())
+os.close(int(sys.argv[4]))
+groups, buf = set(), b""
+while True:
+    try:
+        data = os.read(fd, 65536)
+    except InterruptedError:
+        continue
+    if not data:
+        break
+    buf += data
+    *lines, buf = buf.split(b"\n")
+    for line in lines:
+        if line[:1] == b"+":
+            groups.add(int(line[1:]))
+        elif line[:1] == b"-":
+            groups.discard(int(line[1:]))
+
+def members(pgid):
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and int(fields[3]) == sid and fields[0] != "Z":
+            found.append(int(name))
+    return found
+
+def signal_all(live, sig):
+    for pgid in live:
+        try:
+            os.killpg(pgid, sig)
+        except OSError:
+            pass
+
+live = [g for g in groups if members(g)]
+signal_all(live, signal.SIGTERM)
+deadline = time.monotonic() + grace
+while live and time.monotonic() < deadline:
+    time.sleep(0.05)
+    live = [g for g in live if members(g)]
+signal_all(live, signal.SIGKILL)
+"""
+
+_write_fd: int | None = None
+_pid: int | None = None
+_owner: int | None = None  # the pid that started it (a forked child starts its own)
+
+
+def watcher_pid() -> int | None:
+    """The pid of this process's watcher, None before the first fork (or if it failed)."""
+    return _pid if _owner == os.getpid() else None
+
+
+def ensure() -> bool:
+    """Start the watcher if this process has none yet; True when one is running. Called by
+    ``Process.start()`` before it forks (never inside the fork's critical section)."""
+    global _write_fd, _pid, _owner
+    if _owner == os.getpid() and _write_fd is not None:
+        return True
+    _forget()
+    try:
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        # sh starts the watcher in the background and exits at once: the watcher is re-parented
+        # away from us and never counted among our children. Its own session keeps it out of
+        # the signals aimed at our process group (a kernel's interrupt, a shell's Ctrl-C).
+        command = '"$0" -I -S -c "$1" "$2" "$3" "$4" "$5" </dev/null >/dev/null 2>&1 &'
+        shell = subprocess.Popen(
+            ["/bin/sh", "-c", command, sys.executable, _SCRIPT, str(read_fd), repr(GRACE), str(os.getsid(0)),
+             str(ready_w)],
+            pass_fds=(read_fd, ready_w), start_new_session=True, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
+        )
+        shell.wait()
+        os.close(read_fd)
+        read_fd = -1
+        os.close(ready_w)
+        ready_w = -1
+        pid_text = _read_all(ready_r)
+    except (OSError, subprocess.SubprocessError):
+        for fd in (read_fd, ready_w, write_fd):
+            if fd >= 0:
+                os.close(fd)
+        os.close(ready_r)
+        return False
+    os.close(ready_r)
+    if not pid_text.isdigit():
+        os.close(write_fd)
+        return False
+    os.set_blocking(write_fd, False)
+    _write_fd, _pid, _owner = write_fd, int(pid_text), os.getpid()
+    return True
+
+
+def _read_all(fd: int) -> str:
+    chunks: list[bytes] = []
+    while True:
+        data = os.read(fd, 64)
+        if not data:
+            return b"".join(chunks).decode("ascii", "replace").strip()
+        chunks.append(data)
+
+
+def _send(line: str) -> None:
+    global _write_fd
+    fd = _write_fd
+    if fd is None or _owner != os.getpid():
+        return
+    try:
+        os.write(fd, line.encode())
+    except BlockingIOError:
+        pass  # the watcher is stuck: this group goes unwatched rather than block a fork
+    except OSError:  # the watcher died: the next ensure() starts another
+        _forget()
+
+
+def track(pgid: int) -> None:
+    """A child leading group ``pgid`` was forked (fork.py calls this, signals blocked)."""
+    _send(f"+{pgid}\n")
+
+
+def untrack(pgid: int) -> None:
+    """Group ``pgid`` is empty: the watcher forgets it (its id may be reused from now on)."""
+    _send(f"-{pgid}\n")
+
+
+def _forget() -> None:
+    global _write_fd, _pid, _owner
+    fd, _write_fd, _pid, _owner = _write_fd, None, None, None
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+# Every process forked from here (procmagic's children, multiprocessing's, a bare os.fork)
+# closes its copy of the write end: only this process's death may end the watcher's input.
+os.register_at_fork(after_in_child=_forget)
