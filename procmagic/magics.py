@@ -10,7 +10,7 @@ import dataclasses
 import keyword
 import signal as _signal
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -23,6 +23,7 @@ from .core.process import Process
 from .core.reaper import registry
 from .core.signals import signal_number
 from .kernel.cell import check_syntax, current_cell_number, make_target
+from .kernel.queue_check import queue_warning
 from .kernel.context import Context, context_for
 from .kernel.integration import Integration
 from .kernel import spawn as spawn_mod
@@ -45,6 +46,41 @@ def _timeout_option(value: str | None, magic: Any) -> float | None:
     if not number > 0 or number != number or number == float("inf"):
         raise UsageError(f"--timeout must be a positive number of seconds, not {value!r}\n{_usage(magic)}")
     return number
+
+
+_NAME_MAX = 64
+
+
+def _queue_key(text: str, bad: Callable[[str], UsageError]) -> int:
+    """--queue KEY: a SysV key in decimal or hex, as ``ipcs`` prints it (``0x81cbe64a``: keys of
+    2**31 and more are key_t's negative values, as sysv_ipc gives them)."""
+    try:
+        key = int(text, 0)
+    except ValueError:
+        raise bad(f"--queue KEY must be an integer key (decimal, or hex as ipcs prints it: 0x81cbe64a), "
+                  f"not {text!r}") from None
+    if 2**31 <= key < 2**32:
+        key -= 2**32
+    if not -(2**31) <= key < 2**31:
+        raise bad(f"--queue KEY must fit in 32 bits (ipcs shows keys from 0x00000001 to 0xfffffffe), got {text!r}")
+    if key == 0:
+        raise bad("--queue KEY must not be 0 (IPC_PRIVATE); for a private queue give --queue without a key")
+    if key == -1:
+        raise bad("--queue KEY 0xffffffff (-1) is reserved by procmagic for a private queue: choose another key")
+    return key
+
+
+def _check_name(name: str, bad: Callable[[str], UsageError]) -> None:
+    """--name: checked before forking, since it names the child's log file and its process title."""
+    if not name.strip() or name.isdigit():
+        raise bad(f"--name must be a non-empty name that is not a number (numbers are ids), got {name!r}")
+    if len(name) > _NAME_MAX:
+        raise bad(f"--name must be at most {_NAME_MAX} characters (it names files and process titles), "
+                  f"got {len(name)}: {name[:20]!r}...")
+    odd = sorted({c for c in name if c in "/\\" or not c.isprintable()})
+    if odd:
+        raise bad(f"--name must not contain {', '.join(repr(c) for c in odd)} (it names files; workers get "
+                  f"NAME/0, NAME/1 by themselves), got {name!r}")
 
 
 @magics_class
@@ -153,6 +189,10 @@ class ProcMagics(Magics):
             except TargetError as exc:
                 raise UsageError(str(exc)) from None
             return
+        if options.queue is not None and options.queue != -1:
+            warning = queue_warning(options.queue)
+            if warning:
+                print(warning, file=sys.stderr, flush=True)
         spawn = self.integration.new_spawn(options, source)
         collector = ResultCollector(spawn, options.result, self.shell) if options.result else None
         relay = wants_relay(self.ctx, options)
@@ -207,21 +247,12 @@ class ProcMagics(Magics):
             raise bad("--signal-on-interrupt must be a real signal, not 0")
         queue = None
         if args.queue is not None:
-            if args.queue == "private":
-                queue = -1
-            else:
-                try:
-                    queue = int(args.queue, 0)
-                except ValueError:
-                    raise bad(f"--queue KEY must be an integer key (decimal or 0x hex), not {args.queue!r}") from None
-                if queue <= 0:
-                    raise bad(f"--queue KEY must be a positive integer, got {queue}")
-        if args.out is not None and not args.out.isidentifier():
-            raise bad(f"--out must name a Python variable, not {args.out!r}")
-        if args.result is not None and (not args.result.isidentifier() or keyword.iskeyword(args.result)):
-            raise bad(f"--result must name a Python variable, not {args.result!r}")
-        if args.name is not None and (not args.name.strip() or args.name.isdigit()):
-            raise bad(f"--name must be a non-empty name that is not a number (numbers are ids), got {args.name!r}")
+            queue = -1 if args.queue == "private" else _queue_key(args.queue, bad)
+        for flag, value in (("--out", args.out), ("--result", args.result)):
+            if value is not None and (not value.isidentifier() or keyword.iskeyword(value)):
+                raise bad(f"{flag} must name a Python variable (an identifier, not a keyword), not {value!r}")
+        if args.name is not None:
+            _check_name(args.name, bad)
         return SpawnOptions(redirect=args.redirect, bg=args.bg, name=args.name, pipe=pipe, n=args.n, queue=queue,
                             timeout=timeout, signal_on_interrupt=sig, force=args.force, out=args.out,
                             result=args.result, pdb=args.pdb)
