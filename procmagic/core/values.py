@@ -500,11 +500,15 @@ def claim_in_child(keep: ResultChannel) -> None:
 
 
 def _after_fork_in_child() -> None:
-    # No child reads a parent's end: close them all (a child keeps only its own child end,
-    # and the parent closes that one right after the fork).
+    # No child reads a parent's end: close them all. Child ends are kept only when the process
+    # that forks us made them (one is ours; the parent closes it after the fork); one inherited
+    # from further up (our parent's own value channel) would keep its reader from seeing the end.
+    forker = os.getppid()
     for ch in list(_open):
         if ch.parent.fileno() >= 0:
             ch.parent.close()
+        if ch._pid != forker and ch.child.fileno() >= 0:
+            ch.child.close()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -238,3 +238,12 @@ def test_a_large_value_is_not_held_twice_in_the_parent():
         assert len(value) == size
         assert grew < 1.3 * size, f"{type(value).__name__}: the peak grew by {grew / size:.2f}x the value"
         del value
+
+
+def test_calls_nest_and_a_grandchild_does_not_hold_its_parents_channel():
+    def outer():
+        inner = procmagic.call(lambda: os.getpid())
+        return inner, os.getpid()
+
+    inner, middle = procmagic.call(outer)
+    assert inner != middle and os.getpid() not in (inner, middle)
