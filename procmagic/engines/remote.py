@@ -61,6 +61,7 @@ class RemoteSpawn:
         self.interrupted = False
         self.loop: Any = None  # the loop that drains the inbox for --bg
         self._pump_scheduled = False
+        self._started = False  # set once start() knows every engine's children (--bg)
         self._tick_handle: Any = None
         self._line_start: dict[tuple[int, str], bool] = {}
         self._views: dict[int, Any] = {}
@@ -98,8 +99,6 @@ class RemoteSpawn:
     def start(self, source: str, cell_number: int | None, start_timeout: float = 60.0) -> None:
         """Fork on every target engine; raises RuntimeError naming each engine that failed
         (the children that did start on other engines are stopped first)."""
-        if self.options.bg:
-            self.loop = self.ctx.output_loop()
         remote_options = {
             "redirect": self.options.redirect, "bg": True, "name": f"{self.name}",
             "pipe": self.options.pipe, "n": self.options.n, "queue": self.options.queue,
@@ -147,6 +146,10 @@ class RemoteSpawn:
             self.panel = RemotePanel(self)
             self.panel.show()
         if self.options.bg:
+            # Only now, with every engine's children known, may the loop handle what came in
+            # meanwhile (an engine's "finished" must not be taken for the whole spawn's).
+            self.loop = self.ctx.output_loop()
+            self._started = True
             if self.loop is not None:
                 self.loop.call_soon_threadsafe(self._tick_on_loop)
                 self._schedule_pump()
@@ -165,6 +168,8 @@ class RemoteSpawn:
         if md is not None:
             md["stdout"] = md["stderr"] = ""
             md["outputs"] = []
+        if not self._started:
+            return  # start() is still collecting the engines' answers: it pumps at its end
         if self.loop is not None:
             self._schedule_pump()
         elif self.options.bg:

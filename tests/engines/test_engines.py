@@ -186,6 +186,27 @@ def test_kernel_shutdown_stops_remote_children_and_leaves_engines_up(cluster):
     assert cluster.engine_alive(0) and cluster.engine_alive(1)
 
 
+def test_an_engine_that_stops_answering_shows_as_lost_within_seconds(nb, cluster):
+    import os
+    import signal
+
+    cell = nb.execute("%%spawn --engines 1, --view rc --bg --name frozen\nimport time\n"
+                      "print('frozen up', flush=True)\ntime.sleep(300)\n", timeout=90)
+    assert cell.reply["status"] == "ok", cell.outputs
+    assert nb.wait_for_text(cell.msg_id, "[engine 1] frozen up", timeout=30)
+    os.kill(cluster.pids[1], signal.SIGSTOP)
+    try:
+        # procmagic asks every second and gives up after 5 s without an answer
+        assert nb.wait_for_text(cell.msg_id, "stopped answering", timeout=30), nb.stream_text(cell.msg_id)
+        waited = nb.execute("%wait frozen --timeout 10", timeout=30)  # returns at once: nothing to wait for
+        assert "lost" in waited.text(), waited.outputs
+    finally:
+        os.kill(cluster.pids[1], signal.SIGCONT)
+    for child in cluster.forked(1):  # the child itself never stopped: end it here
+        child.kill()
+    assert no_forks_left(cluster)
+
+
 def test_an_engine_killed_mid_spawn_shows_as_lost(nb, cluster):
     """Last: it kills engine 1."""
     import os
