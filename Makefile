@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo setup bench clean typecheck test-compat lab docs chromium notebooks
+.PHONY: test demo setup bench clean typecheck test-compat lab docs chromium notebooks diagrams graphviz
 
 # A second interpreter and ipykernel 6 for the fork and kernel tests (Python 3.12+ is where the
 # fork DeprecationWarning exists). Skipped, with a note, where no Python 3.13 is installed.
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-test: setup test-compat docs chromium
+test: setup test-compat docs chromium graphviz
 	$(ISOLATE) $(PY) -m pytest -q
 
 # The widgets' browser test drives Debian's Chromium with Playwright (which downloads no browser
@@ -35,6 +35,21 @@ chromium:
 		export DEBIAN_FRONTEND=noninteractive; \
 		$(SUDO) apt-get update -q </dev/null && $(SUDO) apt-get install -y -q chromium </dev/null; \
 	fi
+
+# Graphviz renders the docs' diagrams (docs/diagrams/*.dot -> .svg); the docs test checks that
+# the committed SVGs match their sources.
+graphviz:
+	@if ! command -v dot >/dev/null; then \
+		echo "installing graphviz for the docs' diagrams (apt-get)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$(SUDO) apt-get update -q </dev/null && $(SUDO) apt-get install -y -q graphviz </dev/null; \
+	fi
+
+# Re-render the diagrams after editing a .dot file (commit both).
+DIAGRAMS = $(patsubst %.dot,%.svg,$(wildcard docs/diagrams/*.dot))
+diagrams: graphviz $(DIAGRAMS)
+docs/diagrams/%.svg: docs/diagrams/%.dot
+	dot -Tsvg $< -o $@
 
 test-compat:
 	@if [ -z "$(COMPAT_PY)" ] || ! "$(COMPAT_PY)" -c 'import sys' 2>/dev/null; then \

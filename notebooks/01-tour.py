@@ -50,8 +50,13 @@ scores
 # A forked child's output is a classic trap in Jupyter: ipykernel drops what a child sends
 # on the kernel's sockets, and text written at the file-descriptor level lands in whichever
 # cell happens to be running. procmagic carries everything the child prints over sockets of
-# its own, and the kernel publishes it *in the cell that spawned the child*.
-#
+# its own, and the kernel publishes it *in the cell that spawned the child*:
+
+# %%
+from IPython.display import SVG
+SVG(filename="../docs/diagrams/output-path.svg")   # drawn from docs/diagrams/output-path.dot
+
+# %% [markdown]
 # Without options, Python's `print` and `sys.stderr` travel on procmagic's channel and
 # C-level writes to fds 1 and 2 on a socket of their own. With `--redirect` the child's
 # fds 0, 1 and 2 *are* its pipe to the notebook (as `swoole_process` does with

@@ -16,6 +16,13 @@ import psutil
 from procmagic import Process, alarm, kill, signal, wait
 
 # %% [markdown]
+# Where signals meet a child's life, from the fork to the moment its parent reaps it:
+
+# %%
+from IPython.display import SVG
+SVG(filename="../docs/diagrams/fork-to-reap.svg")   # drawn from docs/diagrams/fork-to-reap.dot
+
+# %% [markdown]
 # ## Handlers in a child
 #
 # The child below handles `SIGUSR1` (it counts) and `SIGTERM` (it cleans up and exits 0

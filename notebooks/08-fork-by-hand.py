@@ -93,7 +93,12 @@ print("end of file: every write end is closed")
 # %% [markdown]
 # Compare the inode of fd 1 in the child after `dup2` with the pipe's inode in step 1: the same
 # pipe. In the child `w` shows as "(closed)" after `os.close(w)`: only fd 1 holds the pipe now.
-#
+
+# %%
+from IPython.display import SVG
+SVG(filename="../docs/diagrams/fd-table-dup2.svg")   # drawn from docs/diagrams/fd-table-dup2.dot
+
+# %% [markdown]
 # ## Step 3: the zombie and `waitpid()`
 #
 # The child has exited, but it is not gone: until its parent collects its exit status it stays
