@@ -1,5 +1,5 @@
-"""A throwaway JupyterLab on localhost and Debian's Chromium driven by Playwright, for the
-browser test and for the screenshots in docs/widgets.md.
+"""A throwaway JupyterLab or Notebook 7 on localhost and Debian's Chromium driven by Playwright,
+for the browser tests and for the screenshots in docs/widgets.md and docs/frontends.md.
 
 Every wait is bounded and says what it waited for. JupyterLab runs with its own temporary
 root, runtime, config and settings folders, no token, no browser of its own, and nothing that
@@ -32,9 +32,13 @@ def free_port() -> int:
 
 
 class Lab:
-    """``with Lab() as lab:`` a JupyterLab server; ``lab.url``, ``lab.root``, ``lab.runtime``."""
+    """``with Lab() as lab:`` a JupyterLab server (``Lab("notebook")``: Notebook 7); ``lab.url``,
+    ``lab.root``, ``lab.runtime``, ``lab.open_url(name)``."""
 
-    def __init__(self, start_timeout: float = 240) -> None:
+    def __init__(self, app: str = "lab", start_timeout: float = 240) -> None:
+        if app not in ("lab", "notebook"):
+            raise ValueError(f"app must be 'lab' or 'notebook', not {app!r}")
+        self.app = app
         self.start_timeout = start_timeout
         self.base = tempfile.mkdtemp(prefix="procmagic-lab-")
         self.root = os.path.join(self.base, "root")
@@ -59,6 +63,15 @@ class Lab:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def open_url(self, name: str) -> str:
+        """Where the frontend opens the notebook ``name`` (in its root)."""
+        return f"{self.url}/lab/tree/{name}" if self.app == "lab" else f"{self.url}/notebooks/{name}"
+
+    def set_theme(self, theme: str) -> None:
+        """Choose the theme (``"JupyterLab Dark"``, ``"JupyterLab Light"``) for pages loaded from now."""
+        self.api("/lab/api/settings/@jupyterlab/apputils-extension:themes", method="PUT",
+                 body={"raw": json.dumps({"theme": theme})})
+
     def __enter__(self) -> "Lab":
         for attempt in range(3):  # a free port can be taken between the probe and the bind
             self.port = free_port()
@@ -74,14 +87,18 @@ class Lab:
 
     def _start(self) -> None:
         env = dict(os.environ, JUPYTER_RUNTIME_DIR=self.runtime, JUPYTER_CONFIG_DIR=os.path.join(self.base, "config"),
-                   JUPYTER_DATA_DIR=os.path.join(self.base, "data"), JUPYTER_PLATFORM_DIRS="1", PYTHONUNBUFFERED="1")
+                   JUPYTER_DATA_DIR=os.path.join(self.base, "data"), JUPYTER_PLATFORM_DIRS="1", PYTHONUNBUFFERED="1",
+                   JUPYTERLAB_SETTINGS_DIR=self.settings, JUPYTERLAB_WORKSPACES_DIR=os.path.join(self.base, "ws"))
         env.pop("JPY_PARENT_PID", None)
-        args = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
+        module = "jupyterlab" if self.app == "lab" else "notebook"
+        args = [sys.executable, "-m", module, "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
                 "--ServerApp.port_retries=0", "--IdentityProvider.token=", "--ServerApp.password=",
                 "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={self.root}",
-                f"--LabApp.user_settings_dir={self.settings}", f"--LabApp.workspaces_dir={os.path.join(self.base, 'ws')}",
-                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
                 "--ServerApp.shutdown_no_activity_timeout=600", "--MappingKernelManager.cull_idle_timeout=0"]
+        if self.app == "lab":
+            args += [f"--LabApp.user_settings_dir={self.settings}",
+                     f"--LabApp.workspaces_dir={os.path.join(self.base, 'ws')}",
+                     "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
         if os.geteuid() == 0:
             args.append("--allow-root")  # CI runs as root
         self._log = open(self.log_path, "ab")
@@ -110,13 +127,18 @@ class Lab:
             text = r.read()
         return json.loads(text) if text else None
 
-    def kernel_client(self, timeout: float = 60) -> Any:
-        """A client on the kernel of the (only) running session, from its connection file."""
+    def session(self, name: str) -> Any:
+        """The session of the notebook ``name``, or None."""
+        return next((s for s in self.api("/api/sessions") if s.get("path") == name), None)
+
+    def kernel_client(self, name: str | None = None, timeout: float = 60) -> Any:
+        """A client on the kernel of notebook ``name``'s session (default: the only one), from
+        its connection file."""
         from jupyter_client import BlockingKernelClient
 
         deadline = time.monotonic() + timeout
         while True:
-            sessions = self.api("/api/sessions")
+            sessions = [s for s in self.api("/api/sessions") if name is None or s.get("path") == name]
             if sessions:
                 kid = sessions[0]["kernel"]["id"]
                 path = os.path.join(self.runtime, f"kernel-{kid}.json")
