@@ -14,6 +14,7 @@ import socket
 import time
 from typing import Any
 
+from . import timing
 from .errors import NoPipe
 
 __all__ = ["PIPE_TYPES", "pipe_kind", "make_pair", "recv", "send", "MAX_READ"]
@@ -59,7 +60,7 @@ def _wait(fd: int, events: int, deadline: float | None, also: int | None = None)
     if also is not None:
         poller.register(also, select.POLLIN)
     while True:
-        ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
+        ms = timing.poll_ms(deadline)
         ready = dict(poller.poll(ms))
         if ready or ms == 0:
             return fd in ready, also is not None and also in ready

@@ -22,13 +22,10 @@ The pipe and queue methods live in ``process_io.py``, name/affinity/priority in
 from __future__ import annotations
 
 import contextlib
-import itertools
-import numbers
 import os
 import signal as _signal
 import socket
-import weakref
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
+from typing import Any, Callable, Iterator, Mapping
 
 from . import child as _child
 from . import counters as _counters
@@ -37,11 +34,12 @@ from . import ladder as _ladder
 from . import pipe as _pipe
 from . import timing
 from .errors import ProcessStateError
+from .process_child import ChildSideMixin, all_processes
 from .process_io import PipeMixin, QueueMixin
-from .process_sched import ProcessName, SchedulingMixin, preload_title
+from .process_sched import ProcessName, SchedulingMixin, next_id, preload_title
 from .record import ChildRecord, DoneCallback
 from .reaper import registry
-from .signals import SignalLike, signal_number
+from .signals import SignalLike, child_handlers, signal_number
 from .status import ExitStatus
 
 __all__ = ["Process", "ProcessName", "ForkWarning"]
@@ -51,40 +49,7 @@ class ForkWarning(RuntimeWarning):
     """Forking was forced past the guard: the child may deadlock on a lock a thread held."""
 
 
-_ids = itertools.count(1)
-_MAX_ID = 2**31 - 2  # 2**31 - 1 types messages for the parent in orient-mode queues
-_all: "weakref.WeakSet[Process]" = weakref.WeakSet()
-
-
-def _next_id() -> int:
-    # Ids are small and unique among this process's children; they type orient-mode queue
-    # messages, so they must be >= 1.
-    global _ids
-    n = next(_ids)
-    if n > _MAX_ID:
-        _ids = itertools.count(1)
-        n = next(_ids)
-    return n
-
-
-def _reset_ids_in_child() -> None:
-    global _ids
-    _ids = itertools.count(1)
-
-
-os.register_at_fork(after_in_child=_reset_ids_in_child)
-
-
-class ChildPlan(NamedTuple):
-    """What the child needs from its Process to set itself up (child.py reads it)."""
-
-    signals: dict[int, Any]
-    redirect_fd: int | None
-    child_setup: Callable[["Process"], Any] | None
-    target: Callable[["Process"], Any]
-
-
-class Process(PipeMixin, QueueMixin, SchedulingMixin):
+class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
     """A child process forked from this one, with swoole_process's reach.
 
     ``target(process)`` runs in the child; its return value is the exit code (None -> 0).
@@ -118,12 +83,12 @@ class Process(PipeMixin, QueueMixin, SchedulingMixin):
             kind = "stream"  # as swoole does: stdio is a byte stream
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise ValueError(f"name must be a non-empty str, not {name!r}")
-        self._signals = _child_handlers(signals)
+        self._signals = child_handlers(signals)
         self._target = target
         self._child_setup = child_setup
         self._redirect = redirect
         self._kind = kind
-        self.id = _next_id()
+        self.id = next_id()
         self._name = name
         self._sock: socket.socket | None = None
         self._child_sock: socket.socket | None = None
@@ -145,7 +110,7 @@ class Process(PipeMixin, QueueMixin, SchedulingMixin):
         self.worker: int | None = None  # the worker index with %%spawn -n / Pool
         self._inherited_streams: tuple[Any, Any, Any] = (None, None, None)  # the child's, before rebinding
         self._reader_claim: str | None = None  # claim_reader(): procmagic itself reads the pipe
-        _all.add(self)
+        all_processes.add(self)
 
     # -- identity ------------------------------------------------------------------------------
     @property
@@ -327,33 +292,6 @@ class Process(PipeMixin, QueueMixin, SchedulingMixin):
             except OSError:
                 pass
 
-    def _become_child(self, errpipe_w: int) -> ChildPlan:
-        """First step in the child: own pid, own end of the pipe, nothing of the siblings'."""
-        self._in_child = True
-        self._own_pid = os.getpid()
-        self._errpipe_w = errpipe_w
-        self._record = None
-        if self._sock is not None:
-            self._sock.close()
-        self._sock, self._child_sock = self._child_sock, None
-        self._child_ends = []  # kept open: they are this child's now
-        for other in list(_all):
-            if other is not self:
-                other._drop_inherited()
-        if self._counters is not None:
-            _counters.set_for_this_process(self._counters)
-        fd = self._sock.fileno() if self._redirect and self._sock is not None else None
-        return ChildPlan(self._signals, fd, self._child_setup, self._target)
-
-    def _drop_inherited(self) -> None:
-        # Plain close() of this copy of the fds; never shutdown(), which would reach the parent's.
-        for sock in (self._sock, self._child_sock, *self._child_ends):
-            if sock is not None:
-                sock.close()
-        self._sock = self._child_sock = None
-        self._child_ends = []
-        self._record = None
-
     def _reset_for_restart(self) -> None:
         self._record = None
         self._final_counts = None
@@ -385,9 +323,6 @@ class Process(PipeMixin, QueueMixin, SchedulingMixin):
 
     def _exit_fd(self) -> int | None:
         return None if self._in_child or self._record is None else self._record.pidfd
-
-    def _reaped(self) -> bool:
-        return self._record is not None and self._record.status is not None
 
     def poll(self) -> ExitStatus | None:
         """Reap the child if it has exited, without waiting: its ExitStatus, else None."""
@@ -501,65 +436,3 @@ class Process(PipeMixin, QueueMixin, SchedulingMixin):
         if self._record.status is not None:
             raise ProcessStateError(f"{what}(): process {self.id} has exited")
         return self._record.pid
-
-    # -- the child's side ----------------------------------------------------------------------
-    def exit(self, code: int = 0) -> None:
-        """End the child now with ``code`` (flushes stdio, then ``os._exit``). Child only."""
-        if not self._in_child:
-            raise ProcessStateError("exit() ends the child from inside it; from the parent use kill() or stop()")
-        if isinstance(code, bool) or not isinstance(code, numbers.Integral) or not 0 <= code <= 255:
-            raise ValueError(f"exit code must be an int from 0 to 255, got {code!r}")
-        _child.flush_std()
-        os._exit(int(code))
-
-    def exec(self, path: str | os.PathLike[str], args: Iterable[str] = (), env: dict[str, str] | None = None) -> None:
-        """Replace the child with program ``path`` (searched in PATH when it has no slash).
-
-        ``args`` excludes ``argv[0]``, as in swoole. A failure is raised here and also reaches
-        the parent, whose ``join()`` raises the same OSError.
-        """
-        if not self._in_child:
-            raise ProcessStateError("exec() replaces the child's program, so it must be called inside the child (in target)")
-        path = os.fspath(path)
-        if not isinstance(path, str) or not path:
-            raise ValueError(f"path must be a non-empty str, not {path!r}")
-        if isinstance(args, (str, bytes)):
-            raise TypeError(f"args must be a list of str, not a single {type(args).__name__} {args!r}")
-        argv = [path, *[os.fspath(a) for a in args]]
-        if env is not None and not isinstance(env, dict):
-            raise TypeError(f"env must be a dict of str to str or None, not {env!r}")
-        _child.flush_std()
-        # Programs expect SIGPIPE and SIGXFSZ at their defaults; Python ignores them.
-        _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
-        _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
-        try:
-            if env is None:
-                os.execvp(path, argv)
-            else:
-                os.execvpe(path, argv, env)
-        except OSError as exc:
-            _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
-            _signal.signal(_signal.SIGXFSZ, _signal.SIG_IGN)
-            if self._errpipe_w is not None:  # read by the registry at the reap (reaper.py)
-                try:
-                    os.write(self._errpipe_w, f"{exc.errno}:{path}:{exc.strerror}".encode())
-                except OSError:
-                    pass
-            raise _child.ExecFailed(exc.errno, exc.strerror, path) from None
-
-
-def _child_handlers(signals: Mapping[Any, Any] | None) -> dict[int, Any]:
-    """Validate ``signals=`` (signal -> handler, None or SIG_IGN) in the parent, before any fork."""
-    if signals is None:
-        return {}
-    if not isinstance(signals, Mapping):
-        raise TypeError(f"signals must be a mapping of signal to handler, like {{signal.SIGUSR1: on_usr1}}, not {signals!r}")
-    out = {}
-    for signo, handler in signals.items():
-        sig = signal_number(signo)
-        if sig in (0, _signal.SIGKILL, _signal.SIGSTOP):
-            raise ValueError(f"signals: {signo!r} cannot have a handler (SIGKILL and SIGSTOP never reach one; 0 is a probe)")
-        if not (handler is None or handler in (_signal.SIG_IGN, _signal.SIG_DFL) or callable(handler)):
-            raise TypeError(f"signals: the handler for {signo!r} must be callable, None or signal.SIG_IGN, not {handler!r}")
-        out[sig] = handler
-    return out

@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import socket
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import pipe as _pipe
 from . import timing
 from .errors import NoPipe, NoQueue, ProcessStateError
+from .reaper import registry
+
+if TYPE_CHECKING:
+    from .record import ChildRecord
 
 __all__ = ["PipeMixin", "QueueMixin"]
 
@@ -23,12 +27,7 @@ class PipeMixin:
     _blocking: bool
     _in_child: bool
     _reader_claim: str | None
-
-    def _exit_fd(self) -> int | None:
-        raise NotImplementedError  # Process defines it
-
-    def _reaped(self) -> bool:
-        raise NotImplementedError  # Process defines it
+    _record: "ChildRecord | None"
 
     @property
     def pipe(self) -> int | None:
@@ -90,8 +89,18 @@ class PipeMixin:
         if self._reader_claim is not None and not self._in_child:
             raise ProcessStateError(self._reader_claim)
         seconds = timing.seconds(timeout) if timeout is not None else self._timeout
-        reaped = not self._in_child and self._reaped()
-        return _pipe.recv(self._sock, size, seconds, self._blocking, self._kind == "dgram", self._exit_fd(), reaped)
+        record = None if self._in_child else self._record
+        if record is None or record.status is not None:
+            return _pipe.recv(self._sock, size, seconds, self._blocking, self._kind == "dgram", None,
+                              record is not None)
+        # The pidfd is watched while waiting; held, so a reap on another thread cannot close it
+        # (and let its number be reused) under this poll.
+        fd = registry.hold(record)
+        try:
+            return _pipe.recv(self._sock, size, seconds, self._blocking, self._kind == "dgram", fd, False)
+        finally:
+            if fd is not None:
+                registry.release(record)
 
     def set_blocking(self, blocking: bool = True) -> None:
         """Non-blocking: read() and write() raise BlockingIOError instead of waiting."""

@@ -4,6 +4,7 @@ act on the live child (or, inside the child, on itself)."""
 
 from __future__ import annotations
 
+import itertools
 import numbers
 import os
 import sys
@@ -16,7 +17,31 @@ from .errors import ProcessStateError
 if TYPE_CHECKING:
     from .process import Process
 
-__all__ = ["ProcessName", "SchedulingMixin"]
+__all__ = ["ProcessName", "SchedulingMixin", "next_id"]
+
+
+_ids = itertools.count(1)
+_MAX_ID = 2**31 - 2  # 2**31 - 1 types messages for the parent in orient-mode queues
+_all: "weakref.WeakSet[Process]" = weakref.WeakSet()
+
+
+def next_id() -> int:
+    # Ids are small and unique among this process's children; they type orient-mode queue
+    # messages, so they must be >= 1.
+    global _ids
+    n = next(_ids)
+    if n > _MAX_ID:
+        _ids = itertools.count(1)
+        n = next(_ids)
+    return n
+
+
+def _reset_ids_in_child() -> None:
+    global _ids
+    _ids = itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_reset_ids_in_child)
 
 
 class ProcessName(str):

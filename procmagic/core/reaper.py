@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque
 
 from . import timing
 from . import watcher as _watcher
+from .loop_watch import LoopWatching, _Watch
 from .record import ChildRecord
 from .status import ExitStatus, status_from_wait4
 
@@ -89,29 +90,7 @@ def _close(fd: int | None) -> None:
             pass
 
 
-class _Watch:
-    """One event loop reaping for the registry, and the thread it runs on."""
-
-    def __init__(self, loop: Any) -> None:
-        self.loop = loop
-        self.thread = threading.get_ident()
-        self.readers: set[ChildRecord] = set()
-        self.poll_handle: Any = None
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> bool:
-        """Run ``fn(*args)`` on the loop's thread: now if this is it, else handed over. False
-        when the loop is closed."""
-        if threading.get_ident() == self.thread:
-            fn(*args)
-            return True
-        try:
-            self.loop.call_soon_threadsafe(fn, *args)
-            return True
-        except RuntimeError:
-            return False
-
-
-class Registry:
+class Registry(LoopWatching):
     """procmagic's children: live ones by pid, reaped ones as ExitStatus, newest last."""
 
     HISTORY = 1000
@@ -345,112 +324,6 @@ class Registry:
                     self._unclaimed.remove(record.status)
                 except ValueError:
                     pass
-
-    # -- the pidfd's users ---------------------------------------------------------------------
-    def hold(self, record: ChildRecord) -> int | None:
-        """Borrow ``record``'s pidfd to poll it: it stays open (its number never reused) until
-        :meth:`release`. None when there is none (no pidfd support, or already reaped)."""
-        with self._lock:
-            if record.pidfd is None:
-                return None
-            record.holds += 1
-            return record.pidfd
-
-    def release(self, record: ChildRecord) -> None:
-        with self._lock:
-            if record.pidfd is None:
-                return
-            record.holds = max(0, record.holds - 1)
-            if record.holds == 0 and record.status is not None:
-                _close(record.pidfd)
-                record.pidfd = None
-
-    # -- event loops ---------------------------------------------------------------------------
-    def watch(self, loop: Any) -> Callable[[], None]:
-        """Reap children from an asyncio loop as they exit; returns a function that stops it.
-
-        Call it from the loop's own thread. Several loops may watch at once (say the main
-        thread's and an I/O thread's): whichever sees an exit first reaps the child. procmagic's
-        kernel integration attaches the kernel's loop, so a notebook never shows zombies.
-        """
-        with self._lock:
-            if any(w.loop is loop for w in self._watches):
-                return lambda: self.unwatch(loop)
-            w = _Watch(loop)
-            self._watches.append(w)
-            for record in list(self._live.values()):
-                self._watch_one(w, record)
-        self.reap_ready()
-        return lambda: self.unwatch(loop)
-
-    def unwatch(self, loop: Any = None) -> None:
-        """Stop reaping from ``loop`` (None: from every loop). Call it from the loop's thread."""
-        with self._lock:
-            gone = [w for w in self._watches if loop is None or w.loop is loop]
-            self._watches = [w for w in self._watches if w not in gone]
-        for w in gone:
-            for record in list(w.readers):
-                self._remove_reader(w, record)
-            if w.poll_handle is not None:
-                w.poll_handle.cancel()
-                w.poll_handle = None
-
-    def watched_by(self, loop: Any) -> list["Process"]:
-        """The children ``loop`` has a pidfd reader for (what :meth:`watch` set up)."""
-        for w in list(self._watches):
-            if w.loop is loop:
-                return [r.process for r in list(w.readers)]
-        return []
-
-    def _watch_one(self, w: _Watch, record: ChildRecord) -> None:
-        if record.pidfd is None:
-            if w.poll_handle is None:
-                w.call(self._start_polling, w)
-            return
-        record.holds += 1  # released by _remove_reader
-        if not w.call(self._add_reader, w, record):
-            record.holds -= 1
-
-    def _add_reader(self, w: _Watch, record: ChildRecord) -> None:
-        fd = record.pidfd
-        if fd is None or record.status is not None or w not in self._watches:
-            self.release(record)  # reaped (or unwatched) before this loop got to it
-            return
-        try:
-            w.loop.add_reader(fd, self.poll, record)
-            w.readers.add(record)
-        except (RuntimeError, ValueError, OSError):  # loop closed: join()/wait() still reap
-            self.release(record)
-
-    def _remove_reader(self, w: _Watch, record: ChildRecord) -> None:
-        if record in w.readers:
-            w.readers.discard(record)
-            if record.pidfd is not None:
-                try:
-                    w.loop.remove_reader(record.pidfd)
-                except (RuntimeError, ValueError, OSError):
-                    pass
-            self.release(record)
-
-    def _unwatch_record(self, record: ChildRecord) -> None:
-        for w in list(self._watches):
-            if record in w.readers and not w.call(self._remove_reader, w, record):
-                w.readers.discard(record)
-                self.release(record)
-        with self._lock:
-            if record.holds == 0:
-                _close(record.pidfd)
-                record.pidfd = None
-
-    def _start_polling(self, w: _Watch) -> None:
-        if w.poll_handle is None and w in self._watches:
-            w.poll_handle = w.loop.call_later(0.05, self._poll_tick, w)
-
-    def _poll_tick(self, w: _Watch) -> None:
-        w.poll_handle = None
-        self.reap_ready()
-        if w in self._watches and any(r.pidfd is None for r in list(self._live.values())):
-            w.poll_handle = w.loop.call_later(0.05, self._poll_tick, w)
 
     # -- fork ----------------------------------------------------------------------------------
     def _after_fork_in_child(self) -> None:

@@ -13,11 +13,11 @@ import numbers
 import os
 import signal as _signal
 import threading
-from typing import Any, Callable, Union
+from typing import Any, Callable, Mapping, Union
 
 from . import counters
 
-__all__ = ["kill", "signal", "alarm", "reserve_signal", "signal_number", "SignalLike"]
+__all__ = ["kill", "signal", "alarm", "reserve_signal", "signal_number", "SignalLike", "child_handlers"]
 
 SignalLike = Union[int, str, _signal.Signals]
 
@@ -222,3 +222,20 @@ def alarm(usec: Any, which: Any = _signal.ITIMER_REAL) -> None:
     _signal.setitimer(kind, seconds, seconds)
     slot.set(counters.ALARM_WHICH, kind + 1)
     slot.set(counters.ALARM_INTERVAL_US, int(float(usec)))
+
+
+def child_handlers(signals: Mapping[Any, Any] | None) -> dict[int, Any]:
+    """Validate ``signals=`` (signal -> handler, None or SIG_IGN) in the parent, before any fork."""
+    if signals is None:
+        return {}
+    if not isinstance(signals, Mapping):
+        raise TypeError(f"signals must be a mapping of signal to handler, like {{signal.SIGUSR1: on_usr1}}, not {signals!r}")
+    out = {}
+    for signo, handler in signals.items():
+        sig = signal_number(signo)
+        if sig in (0, _signal.SIGKILL, _signal.SIGSTOP):
+            raise ValueError(f"signals: {signo!r} cannot have a handler (SIGKILL and SIGSTOP never reach one; 0 is a probe)")
+        if not (handler is None or handler in (_signal.SIG_IGN, _signal.SIG_DFL) or callable(handler)):
+            raise TypeError(f"signals: the handler for {signo!r} must be callable, None or signal.SIG_IGN, not {handler!r}")
+        out[sig] = handler
+    return out

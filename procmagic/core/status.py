@@ -6,7 +6,19 @@ import os
 import signal as _signal
 from dataclasses import dataclass, field
 
-__all__ = ["ExitStatus", "status_from_wait4"]
+__all__ = ["ExitStatus", "status_from_wait4", "format_size"]
+
+
+def format_size(nbytes: float) -> str:
+    """A size in bytes, the one way procmagic writes sizes everywhere (status lines, ``%procs``,
+    the panel, ``repr``): binary units labelled ``B``, ``KB``, ``MB``, ``GB`` (1 KB = 1024 B, as
+    ``ps``, ``top`` and the kernel report memory), one decimal above bytes: ``"44.1 MB"``."""
+    n = float(nbytes)
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"  # unreachable: GB ends the loop
 
 
 @dataclass(frozen=True)
@@ -70,7 +82,7 @@ class ExitStatus:
         name = f"name={self.name!r}, " if self.name else ""
         return (
             f"ExitStatus({name}id={self.id}, pid={self.pid}, {self.how} after {self.wall_time:.2f} s, "
-            f"cpu {self.cpu_time:.2f} s, peak rss {self.max_rss / 1e6:.0f} MB)"
+            f"cpu {self.cpu_time:.2f} s, peak rss {format_size(self.max_rss)})"
         )
 
 

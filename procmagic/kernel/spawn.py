@@ -21,7 +21,7 @@ from typing import Any, Callable, Deque
 
 from ..core.child import close_in_children
 from ..core.process import Process
-from ..core.status import ExitStatus
+from ..core.status import ExitStatus, format_size
 from .channel import make_channel
 from .child_setup import SpawnWiring, attach_wiring, prepare_parent
 from .context import Context
@@ -242,7 +242,7 @@ class Spawn:
     # -- ending --------------------------------------------------------------------------------
     def status_line(self, proc: Process, status: ExitStatus) -> str:
         return (f"[procmagic] {proc.name} (id {status.id}, pid {status.pid}) {status.how} after "
-                f"{status.wall_time:.2f} s, cpu {status.cpu_time:.2f} s, peak rss {status.max_rss / 1e6:.0f} MB\n")
+                f"{status.wall_time:.2f} s, cpu {status.cpu_time:.2f} s, peak rss {format_size(status.max_rss)}\n")
 
     def stop_worker(self, worker: int | None) -> None:
         """Stop the child of ``worker`` (None: every child) without blocking: SIGTERM to its

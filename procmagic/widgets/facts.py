@@ -19,7 +19,7 @@ import psutil
 
 from ..core.process import Process
 from ..core.reaper import registry
-from ..core.status import ExitStatus
+from ..core.status import ExitStatus, format_size
 from ..kernel import spawn as spawn_mod
 from ..kernel.stdin import waiting as stdin_waiting
 
@@ -198,13 +198,7 @@ def fmt_interval(usec: int) -> str:
 
 
 def fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
+    return "-" if n is None else format_size(n)  # the core's one unit (core/status.py)
 
 
 def fmt_ago(epoch: float | None, now: float | None = None) -> str:

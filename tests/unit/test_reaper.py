@@ -19,7 +19,7 @@ import procmagic
 from procmagic import ExitStatus, Process
 from procmagic.core import reaper
 from procmagic.core.reaper import registry
-from procmagic.core.status import status_from_wait4
+from procmagic.core.status import format_size, status_from_wait4
 
 from .helpers import WAIT, proc_state, wait_until
 
@@ -271,7 +271,7 @@ def test_exit_status_of_a_busy_child(spawn):
     assert 0.25 <= status.wall_time < WAIT
     text = repr(status)
     assert re.fullmatch(
-        rf"ExitStatus\(id={p.id}, pid={pid}, exited 0 after \d+\.\d\d s, cpu \d+\.\d\d s, peak rss \d+ MB\)", text
+        rf"ExitStatus\(id={p.id}, pid={pid}, exited 0 after \d+\.\d\d s, cpu \d+\.\d\d s, peak rss \d+\.\d MB\)", text
     ), text
 
 
@@ -314,14 +314,20 @@ def test_exit_status_core_dumped_from_a_wait_status():
     raw = 0x80 | int(signal.SIGABRT)  # WCOREDUMP set
     status = status_from_wait4(4121, 3, raw, None, 1.2)
     assert status.core_dumped and status.signal == signal.SIGABRT
-    assert repr(status) == "ExitStatus(id=3, pid=4121, killed by SIGABRT (core dumped) after 1.20 s, cpu 0.00 s, peak rss 0 MB)"
+    assert repr(status) == "ExitStatus(id=3, pid=4121, killed by SIGABRT (core dumped) after 1.20 s, cpu 0.00 s, peak rss 0 B)"
 
 
 def test_exit_status_repr_matches_the_documented_form():
     usage = resource.struct_rusage((0.75, 0.2) + (48_000,) + (0,) * 13)
     status = status_from_wait4(4121, 3, 0, usage, 1.2)
-    assert repr(status) == "ExitStatus(id=3, pid=4121, exited 0 after 1.20 s, cpu 0.95 s, peak rss 49 MB)"
+    assert repr(status) == "ExitStatus(id=3, pid=4121, exited 0 after 1.20 s, cpu 0.95 s, peak rss 46.9 MB)"
     assert status.max_rss == 48_000 * 1024
+    assert format_size(status.max_rss) == "46.9 MB"  # the one unit, as the panel and the status line
+
+
+def test_format_size_is_the_one_unit():
+    assert [format_size(n) for n in (0, 1023, 1024, 46_200_000, 3 * 2**30)] == [
+        "0 B", "1023 B", "1.0 KB", "44.1 MB", "3.0 GB"]
 
 
 # -- many forks --------------------------------------------------------------------------------
