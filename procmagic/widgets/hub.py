@@ -169,7 +169,7 @@ class Hub:
         if os.getpid() != self.pid:
             return
         msg_id = (self.header or {}).get("msg_id")
-        for view in list(self.panels.values()):
+        for view in list(self.by_spawn.values()):  # (by_spawn changes on this thread only)
             if msg_id is not None and (view.spawn.header or {}).get("msg_id") == msg_id:  # type: ignore[attr-defined]
                 view.cell_ended()  # type: ignore[attr-defined]
 
