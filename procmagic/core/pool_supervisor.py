@@ -162,15 +162,15 @@ class _Supervisor:
         self._handle_exits()
         if self._state != "running":
             return
-        if self._stop_asked:
-            self._stop(self.max_wait_time)
-            return
-        if self._reload_asked:
+        if self._reload_asked and not self._stop_asked:
             self._reload_asked = False
             try:
                 self._reload(self.max_wait_time)
             except ReloadError as exc:
                 warnings.warn(ReloadWarning(f"SIGUSR1: {exc}"), stacklevel=2)
+        if self._stop_asked:  # (also one read from the control pipe during that reload)
+            self._stop(self.max_wait_time)
+            return
         now = time.monotonic()
         for wid, when in sorted(self._due.items()):
             if when <= now and self._state == "running":
@@ -191,15 +191,15 @@ class _Supervisor:
                 no_pidfd = True
         return poller, no_pidfd
 
-    def _supervise(self, deadline: float | None, until: Callable[[], bool] | None = None) -> bool:
+    def _supervise(self, deadline: float | None) -> bool:
         self._supervising += 1
         try:
             while True:
                 self._step()
                 if self._state != "running":
                     return True
-                if until is not None and until():
-                    return False
+                if self._stop_asked or self._reload_asked:
+                    continue  # a request read while the last step ran: no waiting for it
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     return False

@@ -584,3 +584,30 @@ def test_a_queue_workers_process_pushes_to_the_parent_and_pops_its_own(stop_pool
         got = sorted(pool.queue.pop() for _ in range(2))
     assert got == [b"0 got y", b"1 got x"]
     pool.shutdown(timeout=5)
+
+
+def test_sigusr1_while_start_blocks_reloads_the_workers(results: pmq.Queue, tmp_path: Any) -> None:
+    def target(pool: Pool, wid: int) -> None:
+        mine = tmp_path / f"worker-{wid}"
+        if mine.exists():  # the second generation: reloaded
+            results.push(f"new {wid} {os.getpid()}")
+            if wid == 1:
+                pool.shutdown()  # the last one reloaded ends the test
+        else:
+            mine.touch()
+            results.push(f"old {wid} {os.getpid()}")
+            if wid == 0:
+                while not (tmp_path / "worker-1").exists():
+                    time.sleep(0.01)
+                os.kill(pool.master_pid, signal.SIGUSR1)  # the pool's loop reloads
+        time.sleep(WAIT * 3)
+
+    pool = Pool(2, target)
+    with deadline(WAIT * 2):
+        pool.start()
+    reports = take(results, 4)
+    old = {r.split()[1]: r.split()[2] for r in reports if r.startswith("old")}
+    new = {r.split()[1]: r.split()[2] for r in reports if r.startswith("new")}
+    assert set(old) == set(new) == {"0", "1"} and all(old[w] != new[w] for w in old)
+    assert [wid for wid, _ in pool.statuses][:2] == [0, 1]  # the old ones, in order
+    assert all(st.ok for _, st in pool.statuses)
