@@ -34,9 +34,9 @@ def _close(fd: int | None) -> None:
 class _Watch:
     """One event loop reaping for the registry, and the thread it runs on."""
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: Any, thread: int | None = None) -> None:
         self.loop = loop
-        self.thread = threading.get_ident()
+        self.thread = threading.get_ident() if thread is None else thread
         self.readers: set[ChildRecord] = set()
         self.poll_handle: Any = None
 
@@ -86,17 +86,21 @@ class LoopWatching:
                 record.pidfd = None
 
     # -- event loops ---------------------------------------------------------------------------
-    def watch(self, loop: Any) -> Callable[[], None]:
+    def watch(self, loop: Any, *, thread: int | None = None) -> Callable[[], None]:
         """Reap children from an asyncio loop as they exit; returns a function that stops it.
 
-        Call it from the loop's own thread. Several loops may watch at once (say the main
-        thread's and an I/O thread's): whichever sees an exit first reaps the child. procmagic's
-        kernel integration attaches the kernel's loop, so a notebook never shows zombies.
+        Call it from the loop's own thread, or pass that thread's ident as ``thread`` (say
+        ``kernel.iopub_thread.thread.ident``): readers are then added and removed on the loop
+        with ``call_soon_threadsafe``. Several loops may watch at once (the main thread's and an
+        I/O thread's): whichever sees an exit first reaps the child, so a child ending while
+        another thread is busy is reaped, and timed, at once. Callbacks and listeners then run on
+        that loop's thread. procmagic's kernel integration attaches the kernel's loop, so a
+        notebook never shows zombies.
         """
         with self._lock:
             if any(w.loop is loop for w in self._watches):
                 return lambda: self.unwatch(loop)
-            w = _Watch(loop)
+            w = _Watch(loop, thread)
             self._watches.append(w)
             for record in list(self._live.values()):
                 self._watch_one(w, record)
@@ -104,16 +108,23 @@ class LoopWatching:
         return lambda: self.unwatch(loop)
 
     def unwatch(self, loop: Any = None) -> None:
-        """Stop reaping from ``loop`` (None: from every loop). Call it from the loop's thread."""
+        """Stop reaping from ``loop`` (None: from every loop); from any thread (the readers are
+        removed on the loop's own)."""
         with self._lock:
             gone = [w for w in self._watches if loop is None or w.loop is loop]
             self._watches = [w for w in self._watches if w not in gone]
         for w in gone:
-            for record in list(w.readers):
-                self._remove_reader(w, record)
-            if w.poll_handle is not None:
-                w.poll_handle.cancel()
-                w.poll_handle = None
+            if not w.call(self._drop_watch, w):  # the loop is closed: nothing runs on it any more
+                for record in list(w.readers):
+                    w.readers.discard(record)
+                    self.release(record)
+
+    def _drop_watch(self, w: _Watch) -> None:
+        for record in list(w.readers):
+            self._remove_reader(w, record)
+        if w.poll_handle is not None:
+            w.poll_handle.cancel()
+            w.poll_handle = None
 
     def watched_by(self, loop: Any) -> list["Process"]:
         """The children ``loop`` has a pidfd reader for (what :meth:`watch` set up)."""

@@ -392,9 +392,9 @@ def wait(blocking: bool = True, timeout: float | None = None) -> ExitStatus | No
     return registry.wait(blocking=blocking, timeout=timeout)
 
 
-def watch(loop: Any) -> Callable[[], None]:
+def watch(loop: Any, *, thread: int | None = None) -> Callable[[], None]:
     """Reap children from ``loop`` (an asyncio loop) as they exit. See :meth:`Registry.watch`."""
-    return registry.watch(loop)
+    return registry.watch(loop, thread=thread)
 
 
 def children() -> list["Process"]:

@@ -162,7 +162,7 @@ def test_two_loops_on_two_threads_reap_each_child_once(spawn, fresh_wait):
     allowed = procmagic.allow_threads(lambda t: t is thread, "the test's I/O loop, like the kernel's IOPub thread")
     thread.start()
     assert ready.wait(WAIT)
-    stop_other = asyncio.run_coroutine_threadsafe(_watch(other), other).result(WAIT)
+    stop_other = procmagic.watch(other, thread=thread.ident)  # from here, for the loop's thread
     here = asyncio.new_event_loop()
     stop_here = procmagic.watch(here)
     try:
@@ -181,20 +181,13 @@ def test_two_loops_on_two_threads_reap_each_child_once(spawn, fresh_wait):
     finally:
         stop_here()
         here.close()
-        asyncio.run_coroutine_threadsafe(_unwatch(other), other).result(WAIT)
+        stop_other()  # from here too: the readers go on the loop's own thread
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), other).result(WAIT)
+        assert registry.watched_by(other) == []
         other.call_soon_threadsafe(other.stop)
         thread.join(WAIT)
         other.close()
         allowed()
-    del stop_other
-
-
-async def _watch(loop: Any) -> Any:
-    return procmagic.watch(loop)
-
-
-async def _unwatch(loop: Any) -> None:
-    registry.unwatch(loop)
 
 
 def test_mark_stop_reason_reaches_the_status(spawn, fresh_wait):
