@@ -199,24 +199,25 @@ class ProcMagics(Magics):
         if relay:
             StdinBroker(spawn, self.ctx.kernel)
         panel = self._show_panel(spawn)
-        try:
-            target = make_target(self.shell, source, current_cell_number(self.shell),
-                                 on_result=collector.send_from_child if collector else None)
-            target = child_io(target, self.shell, relay, options.pdb)
-            spawn.start(collector.wrap(target) if collector else target)
-            if collector is not None:
-                collector.after_start()
-        except BaseException as exc:
-            if collector is not None:
-                collector.abort()
-            if panel is not None:
-                panel.fail(exc)
-            if isinstance(exc, ForkRefused):
-                raise ForkRefused(_with_hints(str(exc)), exc.census) from None
-            raise
-        if options.out:
-            self.shell.user_ns[options.out] = spawn.procs[0] if options.n == 1 else list(spawn.procs)
-        self.integration.run(spawn)
+        target = make_target(self.shell, source, current_cell_number(self.shell),
+                             on_result=collector.send_from_child if collector else None)
+        target = child_io(target, self.shell, relay, options.pdb)
+        with self.integration.interrupts() as latch:
+            try:
+                spawn.start(collector.wrap(target) if collector else target)
+                if collector is not None:
+                    collector.after_start()
+            except BaseException as exc:
+                if collector is not None:
+                    collector.abort()
+                if panel is not None:
+                    panel.fail(exc)
+                if isinstance(exc, ForkRefused):
+                    raise ForkRefused(_with_hints(str(exc)), exc.census) from None
+                raise
+            if options.out:
+                self.shell.user_ns[options.out] = spawn.procs[0] if options.n == 1 else list(spawn.procs)
+            self.integration.run(spawn, latch)
 
     def _show_panel(self, spawn: Spawn) -> Any:
         """The live panel shown above a spawn's output (the widgets layer; none in a terminal)."""

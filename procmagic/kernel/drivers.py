@@ -13,6 +13,7 @@ from typing import Any
 from ..core.process import Process
 from ..core.reaper import registry
 from ..core.status import ExitStatus
+from .interrupts import InterruptLatch
 from .router import BACKGROUND_BUDGET
 from .spawn import Spawn
 
@@ -65,9 +66,10 @@ class _Escalation:
         self.next(live)
 
 
-def run_foreground(spawn: Spawn) -> None:
-    """Block until every child has exited and its output is published. A KeyboardInterrupt
-    (the notebook's interrupt) is forwarded to the children and raised again at the end."""
+def run_foreground(spawn: Spawn, latch: InterruptLatch | None = None) -> None:
+    """Block until every child has exited and its output is published. The notebook's
+    interrupts, counted by ``latch`` (or raised as KeyboardInterrupt without one), are forwarded
+    to the children; the cell raises KeyboardInterrupt at the end."""
     router = spawn.router
     live = {p.exit_fd: p for p in spawn.procs if p.exit_fd is not None}
     polled = [p for p in spawn.procs if p.exit_fd is None]  # no pidfd here: poll with WNOHANG
@@ -77,10 +79,21 @@ def run_foreground(spawn: Spawn) -> None:
     poller = select.poll()
     for fd in live:
         poller.register(fd, select.POLLIN)
+    if latch is not None and latch.fd is not None:
+        poller.register(latch.fd, select.POLLIN)
+    pending = latch.take() if latch is not None else 0  # interrupts while the spawn started
     watched: set[int] = set()
     resume_at: dict[int, float] = {}  # sources whose next read is paced (router.read_delay)
     while True:
         try:
+            if pending:
+                pending = 0
+                spawn.interrupted = True
+                procs = list(live.values()) + polled
+                if procs:
+                    escalation.next(procs)
+                elif not router.open:
+                    break
             for fd in list(router.sources):
                 if fd in resume_at and resume_at[fd] > time.monotonic():
                     continue
@@ -112,7 +125,9 @@ def run_foreground(spawn: Spawn) -> None:
                 ms = 0
             events = poller.poll(ms)
             for fd, _ in sorted(events, key=lambda e: e[0] in router.sources and router.sources[e[0]].framed):
-                if fd in live:
+                if latch is not None and fd == latch.fd:
+                    pending = latch.take()
+                elif fd in live:
                     proc = live.pop(fd)
                     poller.unregister(fd)
                     spawn.record(proc, _status_of(proc))

@@ -23,6 +23,7 @@ from ..core.signals import reserve_signal
 from ..core.status import ExitStatus
 from . import child_setup, spawn as spawn_mod, threads
 from .context import Context, guard_iopub_thread
+from .interrupts import InterruptLatch
 from .drivers import BackgroundDriver, run_foreground
 from .spawn import Settings, Spawn
 from .terminal import TerminalBackground, drain_terminal
@@ -104,10 +105,16 @@ class Integration:
     def new_spawn(self, options: Any, source: str) -> Spawn:
         return Spawn(self.ctx, options, source, self.settings())
 
-    def run(self, spawn: Spawn) -> None:
-        """Drive a started spawn: block until it ends, or hand it to a background driver."""
-        if not spawn.options.bg:
-            run_foreground(spawn)
+    def interrupts(self) -> InterruptLatch:
+        """Hold the notebook's interrupts from before a spawn starts until ``run`` returns: a
+        KeyboardInterrupt raised between the fork and the wait would leave children behind."""
+        return InterruptLatch()
+
+    def run(self, spawn: Spawn, latch: InterruptLatch) -> None:
+        """Drive a started spawn: block until it ends, or hand it to a background driver. An
+        interrupt that came while a ``--bg`` spawn started stops it as a foreground one."""
+        if not spawn.options.bg or latch.count > latch.taken:
+            run_foreground(spawn, latch)
             return
         loop = self.ctx.output_loop()
         if loop is None:  # a terminal: the output is drained around each cell

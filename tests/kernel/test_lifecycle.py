@@ -4,6 +4,7 @@ each in a kernel of its own."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 
@@ -244,3 +245,31 @@ def test_a_long_session_stays_flat(k):
     assert int(after[0]) <= int(base[0]) + 2, f"fds grew from {base[0]} to {after[0]} over 240 spawns"
     procs = k.execute("%procs")
     assert "dropped from the history; ProcMagics.history keeps the newest 40" in procs.text(), procs.text()
+
+
+_STATUS = re.compile(r"\[procmagic\] (\S+) \(id \d+, pid \d+\) (exited \d+|killed by \w+)[^\n]* after ([0-9.]+) s")
+
+
+def _statuses(text: str) -> list[tuple[str, str, float]]:
+    return [(m.group(1), m.group(2), float(m.group(3))) for m in _STATUS.finditer(text)]
+
+
+def _kernel_fds(kernel: Kernel) -> int:
+    return len(os.listdir(f"/proc/{kernel.pid}/fd"))
+
+
+@pytest.mark.timeout(400)
+def test_an_interrupt_storm_right_after_a_spawn_leaves_no_child_behind(k):
+    kernel = psutil.Process(k.pid)
+    for storm in range(6):
+        cell = k.execute(f"%%spawn -n 4 --name storm{storm}\nimport time; time.sleep(60)", wait=False)
+        for i in range(10):
+            time.sleep(0.005 * ((storm + i) % 5))  # interrupts at every point of the fork path
+            k.km.interrupt_kernel()
+        idle = k.collect_until(lambda: any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+                                           for m in k.by_parent.get(cell.msg_id, [])), timeout=120)
+        assert idle, f"storm {storm}: the cell never ended"  # (its reply may be lost to ipykernel's own dispatch)
+        assert k.collect_until(lambda: not kernel.children(recursive=True), timeout=30), \
+            f"storm {storm}: {[(c.pid, c.status()) for c in kernel.children(recursive=True)]} left"
+    left = k.execute("import procmagic\nprint('live', len(procmagic.children()))")
+    assert "live 0" in left.text(), left.text()
