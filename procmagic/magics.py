@@ -276,8 +276,6 @@ class ProcMagics(Magics):
             raise bad(str(exc)) from None
         if options.out:
             raise bad("--out binds local Process objects: it does not go with --engines (see %procs for remote children)")
-        if getattr(options, "result", None):
-            raise bad("--result does not go with --engines yet: collect values with --queue, or print them")
         if args.view is not None and not args.view.isidentifier():
             raise bad(f"--view must name a Python variable, not {args.view!r}")
         push = [n.strip() for n in (args.push or "").split(",") if n.strip()]

@@ -55,7 +55,9 @@ def spawn_on_engines(shell: Any, ctx: Any, settings: Any, options: Any, engine_o
     spawn = RemoteSpawn(ctx, client, engines, options, settings)
     spawn.start(source, cell_number)
     if not options.bg:
-        spawn.run_foreground()
+        from .foreground import run_foreground
+
+        run_foreground(spawn)
     return spawn
 
 

@@ -20,7 +20,7 @@ import socket
 import time
 from typing import Any
 
-__all__ = ["EVENT_MIME", "start", "poll", "send_signal", "stop", "receive"]
+__all__ = ["EVENT_MIME", "start", "take_result", "poll", "send_signal", "stop", "receive"]
 
 #: Display data of this type carries procmagic's own events from an engine to the notebook.
 EVENT_MIME = "application/vnd.procmagic.engine-event+json"
@@ -59,7 +59,7 @@ def receive(blobs: dict[str, bytes]) -> list[str]:
 
 
 def start(header: dict[str, Any], source: str, options: dict[str, Any], settings: dict[str, Any],
-          cell_number: int | None) -> dict[str, Any]:
+          cell_number: int | None, result: bool = False) -> dict[str, Any]:
     """Fork the cell's children on this engine and return at once with their ids and pids.
 
     ``header`` is the parent header their output is published under. A refusal of the
@@ -82,7 +82,14 @@ def start(header: dict[str, Any], source: str, options: dict[str, Any], settings
 
     ctx = _Routed(shell, magics.ctx.kernel)
     spawn = Spawn(ctx, SpawnOptions(**options), source, Settings(**settings))
-    inner = make_target(shell, source, cell_number)
+    collector = None
+    if result:  # --result: the engine's procmagic collects the values, the notebook takes them
+        from ..kernel.result import ResultCollector
+
+        collector = ResultCollector(spawn, _result_name(spawn.number), shell)
+    inner = make_target(shell, source, cell_number, on_result=collector.send_from_child if collector else None)
+    if collector is not None:
+        inner = collector.wrap(inner)
 
     def target(proc: Any) -> Any:
         proc.engine = engine  # in the child: the body reads proc.engine beside proc.worker
@@ -103,16 +110,42 @@ def start(header: dict[str, Any], source: str, options: dict[str, Any], settings
     unsubscribe = spawn_mod.subscribe(on_event)
     try:
         spawn.start(target)
-    except ForkRefused as exc:
+        if collector is not None:
+            collector.after_start()
+    except BaseException as exc:
         unsubscribe()
-        return {"refused": str(exc)}
-    except BaseException:
-        unsubscribe()
+        if collector is not None:
+            collector.abort()
+        if isinstance(exc, ForkRefused):
+            return {"refused": str(exc)}
         raise
     magics.integration.run(spawn)  # options.bg is set: a background driver on the engine's loop
+    # A fast child may have been reaped already, before the driver existed (starting the next
+    # worker reaps what is ready): the registry's "reaped" had no driver to go to. Tell it now.
+    driver = getattr(spawn, "driver", None)
+    if driver is not None and hasattr(driver, "child_reaped"):
+        for proc in spawn.procs:
+            if proc.exitstatus is not None:
+                driver.child_reaped(proc, proc.exitstatus)
     return {"engine": engine, "host": socket.gethostname(), "engine_pid": os.getpid(), "spawn": int(spawn.number),
             "children": [{"id": int(p.id), "pid": int(p.pid), "name": str(p.name), "worker": int(p.worker)}
                          for p in spawn.procs]}
+
+
+def _result_name(number: int) -> str:
+    return f"_procmagic_result_{number}"
+
+
+def take_result(number: int) -> dict[str, Any]:
+    """``--result``: the values the engine's spawn ``number`` bound, taken out of the engine's
+    namespace: {"bound": True, "value": ...}, or {"bound": False} (the cell said why)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    name = _result_name(number)
+    if name not in shell.user_ns:
+        return {"bound": False}
+    return {"bound": True, "value": shell.user_ns.pop(name)}
 
 
 def _event(spawn: Any, data: dict[str, Any]) -> None:

@@ -54,6 +54,7 @@ class _EngineRun:
         self.header = header
         self.future = future  # ipyparallel's MessageFuture for header's msg_id: its iopub callbacks
         self.host = "?"
+        self.spawn_number = 0  # the spawn's number on the engine
         self.children: list[RemoteChild] = []
         self.finished = False  # the engine said its spawn ended (all output sent before)
         self.lost = False

@@ -19,7 +19,6 @@ import collections
 import dataclasses
 import itertools
 import queue
-import signal as _signal
 import sys
 import threading
 import time
@@ -66,6 +65,9 @@ class RemoteSpawn:
         self._line_start: dict[tuple[int, str], bool] = {}
         self._views: dict[int, Any] = {}
         self.panel: Any = None  # the live table above the output (a kernel, not a terminal)
+        self.result_var: str | None = getattr(options, "result", None)  # --result VAR
+        self._result_asks: dict[int, Any] | None = None
+        self._result_deadline = 0.0
         self.poll_interval = POLL_INTERVAL
         self.lost_after = LOST_AFTER
 
@@ -115,7 +117,7 @@ class RemoteSpawn:
             future.iopub_callbacks.append(lambda msg, engine=engine, run=run: self._on_iopub(engine, run, msg))
             self.runs[engine] = run
             pending[engine] = self.view(engine).apply_async(agent.start, header, source, remote_options,
-                                                            settings, cell_number)
+                                                            settings, cell_number, bool(self.result_var))
         failures = []
         deadline = time.monotonic() + start_timeout
         for engine, ar in pending.items():
@@ -130,6 +132,7 @@ class RemoteSpawn:
                 failures.append(f"engine {engine}: {info['refused']}")
                 continue
             run.host = info["host"]
+            run.spawn_number = int(info["spawn"])
             run.children = [RemoteChild(self, engine, info["host"], c) for c in info["children"]]
         _history.append(self)
         if failures:
@@ -154,7 +157,7 @@ class RemoteSpawn:
                 self.loop.call_soon_threadsafe(self._tick_on_loop)
                 self._schedule_pump()
             else:  # a terminal: no loop, ipyparallel's thread prints as it receives
-                self._pump()
+                self.pump()
 
     def settings_term_grace(self) -> float:
         return float(getattr(self.settings, "term_grace", 2.0))
@@ -173,24 +176,24 @@ class RemoteSpawn:
         if self.loop is not None:
             self._schedule_pump()
         elif self.options.bg:
-            self._pump()
+            self.pump()
 
     def _schedule_pump(self) -> None:
         if not self._pump_scheduled:
             self._pump_scheduled = True
-            self.loop.call_soon_threadsafe(self._pump)
+            self.loop.call_soon_threadsafe(self.pump)
 
     # -- publishing (the cell's thread in the foreground, the IOPub loop with --bg) ------------
-    def _pump(self) -> None:
+    def pump(self) -> None:
         self._pump_scheduled = False
         while True:
             try:
                 engine, msg_type, content = self.inbox.get_nowait()
             except queue.Empty:
                 return
-            self._handle(engine, msg_type, content)
+            self.handle(engine, msg_type, content)
 
-    def _handle(self, engine: int, msg_type: str, content: dict[str, Any]) -> None:
+    def handle(self, engine: int, msg_type: str, content: dict[str, Any]) -> None:
         run = self.runs.get(engine)
         if run is None:
             return
@@ -313,10 +316,51 @@ class RemoteSpawn:
         if self.finished.is_set():
             return
         if all(run.done for run in self.runs.values()):
+            if self.result_var and not self._result_settled():
+                return  # asked the engines for their values: the next tick looks again
             self._release()
             if self.panel is not None:
                 self.panel.update(force=True)
             self.finished.set()
+
+    # -- --result ------------------------------------------------------------------------------
+    def _result_settled(self) -> bool:
+        """Ask each engine for the values its spawn bound (once), and bind them here when all
+        answered: ``{engine id: value}`` (with ``-n``, each a list in worker order)."""
+        if self._result_asks is None:
+            self._result_asks = {}
+            for run in self.runs.values():
+                if run.finished and not run.lost and run.children:
+                    try:
+                        self._result_asks[run.engine] = self._apply(run.engine, agent.take_result, run.spawn_number)
+                    except _EngineGone:
+                        pass
+            self._result_deadline = time.monotonic() + max(30.0, self.lost_after)
+        waiting = [ar for ar in self._result_asks.values() if not ar.ready()]
+        if waiting and time.monotonic() < self._result_deadline:
+            return False
+        values: dict[int, Any] = {}
+        problems = []
+        for engine, run in sorted(self.runs.items()):
+            ask = self._result_asks.get(engine)
+            if ask is None or not ask.ready():
+                problems.append(f"engine {engine} {'was lost' if run.lost else 'did not answer'}")
+                continue
+            try:
+                answer = ask.get(timeout=0)
+            except Exception as exc:
+                problems.append(f"engine {engine}: {_remote_error_text(exc)}")
+                continue
+            if answer.get("bound"):
+                values[engine] = answer["value"]
+            else:
+                problems.append(f"engine {engine} bound nothing (its lines above say why)")
+        if problems:
+            self.publish("stream", {"name": "stderr", "text": (
+                f"[procmagic] --result {self.result_var}: nothing bound: {'; '.join(problems)}\n")})
+        else:
+            self.ctx.shell.user_ns[self.result_var] = values
+        return True
 
     def _release(self) -> None:
         """Unhook from ipyparallel's client: no callbacks, no metadata kept for our headers."""
@@ -384,46 +428,6 @@ class RemoteSpawn:
                 ar.get(timeout=max(0.1, deadline - time.monotonic()))
             except Exception:
                 pass
-
-    # -- the foreground ------------------------------------------------------------------------
-    def run_foreground(self) -> None:
-        """Publish output until every engine's spawn ended or was lost. The notebook's interrupt
-        goes to the remote children: --signal-on-interrupt, then SIGTERM and SIGKILL after grace
-        periods (or at once on the next interrupt); raised again at the end."""
-        sigs = [self.options.signal_on_interrupt, _signal.SIGTERM, _signal.SIGKILL]
-        step = 0
-        escalate_at: float | None = None
-        next_tick = time.monotonic()
-        while not self.finished.is_set():
-            try:
-                now = time.monotonic()
-                if now >= next_tick:
-                    self.tick()
-                    next_tick = now + 0.25
-                if escalate_at is not None and now >= escalate_at and step < len(sigs):
-                    step, escalate_at = self._escalate(sigs, step)
-                wake = min(next_tick, escalate_at or next_tick)
-                try:
-                    item = self.inbox.get(timeout=max(0.0, wake - time.monotonic()))
-                except queue.Empty:
-                    continue
-                self._handle(*item)
-                self._pump()
-            except KeyboardInterrupt:
-                self.interrupted = True
-                if step < len(sigs):
-                    step, escalate_at = self._escalate(sigs, step)
-        self._pump()
-        if self.interrupted:
-            raise KeyboardInterrupt
-
-    def _escalate(self, sigs: list[int], step: int) -> tuple[int, float | None]:
-        sig = sigs[step]
-        self.signal([c for c in self.children if c.live], sig, wait=None)
-        grace = float(getattr(self.settings, "interrupt_grace" if step == 0 else "term_grace", 2.0))
-        step += 1
-        return step, (time.monotonic() + grace if step < len(sigs) else None)
-
 
 class _EngineGone(Exception):
     """The engine cannot be asked anything any more."""

@@ -70,6 +70,24 @@ def test_a_local_spawn_still_forks_beside_the_ipyparallel_client(nb):
     assert "local child" in cell.text()
 
 
+def test_result_binds_values_keyed_by_engine_and_worker(nb, cluster):
+    cell = nb.execute("%%spawn --engines all --view rc -n 2 --result pairs\n(proc.engine, proc.worker)\n", timeout=90)
+    assert cell.reply["status"] == "ok", (cell.text(), cell.reply.get("evalue"))
+    shown = nb.execute("print(pairs)", timeout=30).text()
+    assert shown == "{0: [(0, 0), (0, 1)], 1: [(1, 0), (1, 1)]}\n", shown
+    cell = nb.execute("%%spawn --engines all --view rc --bg --result hosts\nimport time, os\ntime.sleep(0.5)\n"
+                      "os.getppid()\n", timeout=90)
+    assert cell.reply["status"] == "ok", cell.outputs
+    nb.execute("%wait", timeout=60)
+    shown = nb.execute("print(hosts)", timeout=30).text()
+    assert shown == f"{{0: {cluster.pids[0]}, 1: {cluster.pids[1]}}}\n", shown
+    cell = nb.execute("%%spawn --engines all --view rc --result nope\n1 / proc.engine\n", timeout=90)
+    text = cell.text()
+    assert "--result nope: nothing bound: engine 0 bound nothing" in text, text
+    assert "ZeroDivisionError" in text, text
+    assert "nope" not in nb.execute("print(sorted(globals()))", timeout=30).text()
+
+
 def test_push_sends_notebook_variables_and_functions(nb, cluster):
     nb.execute("base = 40\ndef plus(k):\n    return base + k\n", timeout=30)
     cell = nb.execute("%%spawn --engines 0, --view rc --push base,plus\nprint('answer', plus(2))\n", timeout=90)
