@@ -177,6 +177,9 @@ def die_by(sig: int) -> int:
     128 + sig in case the signal is blocked or ignored."""
     flush_std()
     try:
+        from . import counters
+
+        counters.for_this_process().mark_exit()
         _signal.signal(sig, _signal.SIG_DFL)
         os.kill(os.getpid(), sig)
     except OSError:

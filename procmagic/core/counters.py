@@ -27,7 +27,10 @@ FIELDS = (
 PUSHES, POPS, BYTES_PUSHED, BYTES_POPPED, ALARM_TICKS, ALARM_WHICH, ALARM_INTERVAL_US, LAST_TICK_NS = range(
     len(FIELDS)
 )
-_SLOT = len(FIELDS)
+#: Past the public fields: when the child ended, time.monotonic_ns() (0 until then). Written by
+#: the child just before os._exit, so a child reaped late still reports when it really ended.
+EXITED_NS = len(FIELDS)
+_SLOT = len(FIELDS) + 1
 _SLOTS_PER_BLOCK = 1024
 
 
@@ -53,6 +56,15 @@ class Counters:
     def snapshot(self) -> dict[str, int]:
         base = self._base
         return {name: int(self._view[base + i]) for i, name in enumerate(FIELDS)}
+
+    def mark_exit(self) -> None:
+        """In the child, as it ends: record the time (CLOCK_MONOTONIC, shared by all processes)."""
+        self._view[self._base + EXITED_NS] = time.monotonic_ns()
+
+    def exited_at(self) -> float | None:
+        """When the child marked its exit, in ``time.monotonic()`` seconds; None if it did not."""
+        ns = int(self._view[self._base + EXITED_NS])
+        return ns / 1e9 if ns else None
 
     def record_tick(self) -> None:
         self._view[self._base + ALARM_TICKS] += 1

@@ -33,6 +33,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from . import child as _child
+from . import counters as _counters
 from . import watcher as _watcher
 from .child import close_in_children
 from .reaper import open_pidfd, registry
@@ -149,4 +150,7 @@ def _trampoline(proc: "Process", parent_pid: int, err_r: int, err_w: int) -> NoR
         try:
             _child.flush_std()
         finally:
-            os._exit(code)
+            try:
+                _counters.for_this_process().mark_exit()  # the parent's wall time ends here
+            finally:
+                os._exit(code)

@@ -305,6 +305,11 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
         if self._kind is not None:
             self._sock, self._child_sock = _pipe.make_pair(self._kind)
 
+    def _exit_mark(self) -> float | None:
+        """When the child marked its own exit in its counters slot (see counters.EXITED_NS)."""
+        slot = self._counters
+        return slot.exited_at() if slot is not None else None
+
     def _on_reaped(self, record: ChildRecord) -> None:
         """The registry reaped this run's child (any thread): keep the final counters."""
         slot = self._counters

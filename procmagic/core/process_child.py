@@ -84,6 +84,7 @@ class ChildSideMixin:
         if isinstance(code, bool) or not isinstance(code, numbers.Integral) or not 0 <= code <= 255:
             raise ValueError(f"exit code must be an int from 0 to 255, got {code!r}")
         _child.flush_std()
+        _counters.for_this_process().mark_exit()
         os._exit(int(code))
 
     def exec(self, path: str | os.PathLike[str], args: Iterable[str] = (), env: dict[str, str] | None = None) -> None:

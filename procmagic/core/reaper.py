@@ -279,6 +279,9 @@ class Registry(LoopWatching):
         """Under the lock: the one place an exit is recorded."""
         if record.exited_at is None:
             record.exited_at = time.monotonic()
+            marked = record.process._exit_mark()
+            if marked is not None and record.started_at <= marked < record.exited_at:
+                record.exited_at = marked  # reaped late: the child said when it really ended
         exec_error = _read_exec_error(record)
         proc = record.process
         wall = record.exited_at - record.started_at

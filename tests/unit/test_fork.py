@@ -244,3 +244,17 @@ def test_sockets_given_to_a_child_are_its_own(spawn):
         assert other_theirs.fileno() == -1
         for sock in (mine, other_mine):
             sock.close()
+
+
+def test_a_child_reaped_late_reports_the_time_it_really_ran(spawn, fresh_wait):
+    """Reaped a while after it ended (the parent was busy, no loop watching): the wall time
+    ends when the child ended, not at the reap."""
+    import time
+
+    p = spawn(noop, pipe=None)
+    pid = p.start()
+    wait_until(lambda: proc_state(pid) == "Z", what="the exit")
+    ended_by = time.monotonic() - p.started_at  # it had ended by now
+    time.sleep(0.5)  # busy elsewhere
+    status = p.join(timeout=WAIT)
+    assert status.wall_time <= ended_by < ended_by + 0.5 <= time.monotonic() - p.started_at
