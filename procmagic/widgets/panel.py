@@ -153,10 +153,11 @@ class PanelView(View):
     def cell_ended(self) -> None:
         """The spawning cell ends (main thread, still inside it) and the spawn runs on: add the
         display that the final snapshot fills with its output, at the end of the cell's output."""
-        if not self.spawn.options.bg or self.spawn.done or self.late:
-            return
-        self._display(running_on(self.spawn.name), update=False, display_id=self.late_id)
-        self.late = True
+        with self.lock:  # either the final snapshot fills this display, or it is never added
+            if not self.spawn.options.bg or self.final or self.spawn.done or self.late:
+                return
+            self._display(running_on(self.spawn.name), update=False, display_id=self.late_id)
+            self.late = True
 
     def _on_stream(self, name: str, text: str) -> None:
         output = self.output
