@@ -17,6 +17,7 @@ import time
 import warnings
 from typing import Any, Callable
 
+from . import ladder as _ladder
 from . import pool_bus as _pool_bus
 from .errors import ProcessStateError, ProcmagicError
 from .pool_worker import CTRL
@@ -240,27 +241,20 @@ class _Supervisor:
             self._finish()
 
     def _stop_workers(self, live: list[Process], grace: float) -> None:
-        """The stop ladder: SIGTERM (once each worker can take it), ``grace`` seconds, SIGKILL, reap."""
+        """The core's stop ladder (SIGTERM to each worker's group, ``grace`` seconds, SIGKILL,
+        reap), once every worker can take a SIGTERM: one sent while a worker is still starting
+        would kill it outright, and its on_worker_stop would never run."""
         end = time.monotonic() + grace
-        self._terminate(live, end)
-        for proc in live:
-            if registry.reap(proc, max(0.0, end - time.monotonic())) is None:
-                proc.kill(_signal.SIGKILL)
-                registry.reap(proc, None)
+        self._await_handlers(live, end)
+        _ladder.stop(live, _ladder.TERMINATE(max(0.0, end - time.monotonic())), reason="shutdown")
 
-    def _terminate(self, live: list[Process], end: float) -> None:
-        """SIGTERM each worker once it has its handler in place (it says so on the control
-        pipe): a SIGTERM sent while it is still starting would kill it outright, and its
-        on_worker_stop would never run. Waits for that until ``end`` at most."""
-        waiting = list(live)
-        while waiting:
+    def _await_handlers(self, live: list[Process], end: float) -> None:
+        """Wait until each worker has its SIGTERM handler in place (it says so on the control
+        pipe) or has ended, until ``end`` at most."""
+        while True:
             self._read_ctrl()
-            for proc in list(waiting):
-                if proc.exitstatus is not None or proc.pid in self._ready or time.monotonic() >= end:
-                    waiting.remove(proc)
-                    if proc.exitstatus is None:
-                        proc.kill(_signal.SIGTERM)
-            if not waiting:
+            waiting = [p for p in live if p.exitstatus is None and p.pid not in self._ready]
+            if not waiting or time.monotonic() >= end:
                 return
             poller, _ = self._poller(waiting)
             poller.poll(max(1, min(50, int((end - time.monotonic()) * 1000))))
@@ -315,13 +309,11 @@ class _Supervisor:
         try:
             self._stop(1.0)
         except BaseException:
-            for proc in self._slots:
-                if proc is not None and proc.exitstatus is None:
-                    try:
-                        proc.kill(_signal.SIGKILL)
-                        registry.reap(proc, None)
-                    except Exception:
-                        pass
+            try:
+                left = [p for p in self._slots if p is not None and p.exitstatus is None]
+                _ladder.stop(left, [(_signal.SIGKILL, None)], reason="shutdown")
+            except Exception:
+                pass
             self._finish()
 
     # -- signals to the pool's process ---------------------------------------------------------

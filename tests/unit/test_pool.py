@@ -323,6 +323,7 @@ def test_shutdown_sends_sigterm_then_sigkill(results: pmq.Queue) -> None:
     assert 0.3 <= time.monotonic() - started < WAIT
     assert statuses[0].ok  # SIGTERM raised WorkerStop, on_worker_stop ran, exit 0
     assert statuses[1].signal == signal.SIGKILL
+    assert statuses[0].stop_reason == statuses[1].stop_reason == "shutdown"  # the core's ladder marks them
     assert take(results, 1) == ["stop 0"]
 
 
