@@ -276,6 +276,8 @@ class ProcMagics(Magics):
             raise bad(str(exc)) from None
         if options.out:
             raise bad("--out binds local Process objects: it does not go with --engines (see %procs for remote children)")
+        if getattr(options, "pdb", False):
+            raise bad("--pdb does not go with --engines: a remote child has no way to the notebook's stdin")
         if args.view is not None and not args.view.isidentifier():
             raise bad(f"--view must name a Python variable, not {args.view!r}")
         push = [n.strip() for n in (args.push or "").split(",") if n.strip()]

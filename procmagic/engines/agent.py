@@ -68,6 +68,7 @@ def start(header: dict[str, Any], source: str, options: dict[str, Any], settings
     from ..kernel import spawn as spawn_mod
     from ..kernel.cell import make_target
     from ..kernel.context import KernelContext
+    from ..kernel.drivers import BackgroundDriver
     from ..kernel.spawn import Settings, Spawn, SpawnOptions
 
     magics = _integration()
@@ -119,14 +120,15 @@ def start(header: dict[str, Any], source: str, options: dict[str, Any], settings
         if isinstance(exc, ForkRefused):
             return {"refused": str(exc)}
         raise
-    magics.integration.run(spawn)  # options.bg is set: a background driver on the engine's loop
+    # Always in the background on the engine: the engine answers the notebook again at once.
+    # The kernel integration hands every reaped child of this spawn to its driver.
+    driver = spawn.driver = BackgroundDriver(spawn, magics.ctx.output_loop())
+    driver.start()
     # A fast child may have been reaped already, before the driver existed (starting the next
     # worker reaps what is ready): the registry's "reaped" had no driver to go to. Tell it now.
-    driver = getattr(spawn, "driver", None)
-    if driver is not None and hasattr(driver, "child_reaped"):
-        for proc in spawn.procs:
-            if proc.exitstatus is not None:
-                driver.child_reaped(proc, proc.exitstatus)
+    for proc in spawn.procs:
+        if proc.exitstatus is not None:
+            driver.child_reaped(proc, proc.exitstatus)
     return {"engine": engine, "host": socket.gethostname(), "engine_pid": os.getpid(), "spawn": int(spawn.number),
             "children": [{"id": int(p.id), "pid": int(p.pid), "name": str(p.name), "worker": int(p.worker)}
                          for p in spawn.procs]}

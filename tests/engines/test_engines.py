@@ -187,17 +187,25 @@ def test_the_guard_runs_on_each_engine_and_names_the_refusing_one(nb, cluster):
     assert no_forks_left(cluster)
 
 
-def test_kernel_shutdown_stops_remote_children_and_leaves_engines_up(cluster):
+def test_kernel_restart_and_shutdown_stop_remote_children_and_leave_engines_up(cluster):
     k = Kernel()
-    try:
+
+    def spawn_sleepers() -> None:
         k.execute("%load_ext procmagic", timeout=60)
         k.execute(f"import ipyparallel as ipp\nrc = ipp.Client({cluster.url_file!r})\nrc.wait_for_engines(2, timeout=60)",
                   timeout=90)
         cell = k.execute("%%spawn --engines all --view rc --bg -n 2\nimport time\nprint('up', flush=True)\n"
                          "time.sleep(300)\n", timeout=90)
-        assert cell.reply["status"] == "ok", cell.outputs
+        assert cell.reply["status"] == "ok", (cell.text(), cell.reply.get("evalue"))
         assert k.collect_until(lambda: k.stream_text(cell.msg_id).count("up") == 4, timeout=30)
         assert len(cluster.forked(0)) == 2 and len(cluster.forked(1)) == 2
+
+    try:
+        spawn_sleepers()
+        k.km.restart_kernel(now=False)
+        k.kc.wait_for_ready(timeout=60)
+        assert no_forks_left(cluster, timeout=20), [c.cmdline() for e in (0, 1) for c in cluster.forked(e)]
+        spawn_sleepers()
     finally:
         k.close()
     assert no_forks_left(cluster, timeout=20), [c.cmdline() for e in (0, 1) for c in cluster.forked(e)]
