@@ -196,8 +196,12 @@ class _Mapper:
         channel = self.channels[w]
         if self.next < len(self.chunks):
             channel.parent.setblocking(True)
-            channel.parent.sendall(_CHUNK.pack(self.next))
-            channel.parent.setblocking(False)
+            try:
+                channel.parent.sendall(_CHUNK.pack(self.next))
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the worker failed and ended: its error (or its exit) is read next
+            finally:
+                channel.parent.setblocking(False)
             self.pending[w].append(self.next)
             self.next += 1
         elif not self.pending[w]:

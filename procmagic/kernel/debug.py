@@ -24,15 +24,43 @@ def is_debugger_prompt(prompt: str) -> bool:
     return "ipdb>" in prompt or "(Pdb)" in prompt
 
 
-def _debugger_class() -> Any:
-    try:
-        # KeyboardInterrupt leaves this one altogether (pdb.Pdb would print it and prompt again),
-        # so an interrupt ends a child that sits in the debugger as it ends any other.
-        from IPython.core.debugger import InterruptiblePdb
+_child_pdb: Any = None
 
-        return InterruptiblePdb
+
+def _debugger_class() -> Any:
+    """The child's debugger: IPython's, where an interrupt ends the program being debugged.
+
+    IPython's debuggers catch KeyboardInterrupt: ``Pdb`` prints it and prompts again,
+    ``InterruptiblePdb`` leaves the debugger and lets the program run on. In a child, the
+    notebook's interrupt should stop the program, as it stops any foreground spawn: this one
+    leaves the debugger and raises the KeyboardInterrupt into the debugged code.
+    """
+    global _child_pdb
+    if _child_pdb is not None:
+        return _child_pdb
+    try:
+        from IPython.core.debugger import InterruptiblePdb
     except ImportError:
         return pdb.Pdb
+
+    class ChildPdb(InterruptiblePdb):  # type: ignore[misc,valid-type]
+        _interrupted = False
+
+        def cmdloop(self, intro: Any = None) -> Any:
+            try:
+                return super().cmdloop(intro)
+            except KeyboardInterrupt:
+                self._interrupted = True
+                raise
+
+        def interaction(self, frame: Any, tb_or_exc: Any) -> None:
+            self._interrupted = False
+            super().interaction(frame, tb_or_exc)  # swallows the KeyboardInterrupt
+            if self._interrupted:
+                raise KeyboardInterrupt
+
+    _child_pdb = ChildPdb
+    return ChildPdb
 
 
 def install_debugger(proc: Process, shell: Any, post_mortem: bool) -> None:
@@ -45,6 +73,12 @@ def install_debugger(proc: Process, shell: Any, post_mortem: bool) -> None:
         cls().set_trace(sys._getframe(1))
 
     sys.breakpointhook = breakpointhook
+    try:  # IPython's set_trace() makes a debugger of this module-level name
+        import IPython.core.debugger as ipython_debugger
+
+        ipython_debugger.Pdb = cls  # type: ignore[misc]
+    except ImportError:
+        pass
     if shell is not None:
         # the child's own copy of the class: terminal IPython's prompt_toolkit debugger would
         # fight the parent for the terminal

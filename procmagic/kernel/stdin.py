@@ -42,7 +42,8 @@ from .debug import is_debugger_prompt
 
 __all__ = ["Prompt", "waiting", "answer", "close_input", "subscribe", "StdinBroker", "install_relay", "wants_relay"]
 
-ANSWER, REFUSED, END = ord("a"), ord("x"), ord("z")  # kernel -> child: the line, why not, end of input
+# kernel -> child: the line, why there is none, end of input, the cell was interrupted
+ANSWER, REFUSED, END, INTERRUPTED = ord("a"), ord("x"), ord("z"), ord("k")
 _HEAD = struct.Struct("!IB")
 _MAX_ANSWER = 1 << 20
 
@@ -77,9 +78,28 @@ class _Relay:
             return text
         if kind == END:
             raise EOFError(text)
+        if kind == INTERRUPTED:
+            _end_as_interrupted(text)
         from IPython.core.error import StdinNotImplementedError
 
         raise StdinNotImplementedError(text)
+
+
+def _end_as_interrupted(text: str) -> None:
+    """The cell was interrupted and the child asks again (a debugger caught the SIGINT and
+    prompts anew): end it as killed by SIGINT, as an uncaught KeyboardInterrupt would."""
+    import os
+    import signal
+
+    try:
+        print(f"\nKeyboardInterrupt ({text})", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+    except Exception:
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+    os.kill(os.getpid(), signal.SIGINT)
+    os._exit(128 + signal.SIGINT)  # not reached
 
 
 class RelayStdin(io.TextIOBase):
@@ -116,8 +136,9 @@ def wants_relay(ctx: Any, options: Any) -> bool:
 
 def install_relay(proc: Process) -> None:
     """In the child: ``input``, ``getpass`` and ``sys.stdin`` ask the frontend through the channel."""
-    wiring = getattr(proc, "_wiring", None)
-    sock = getattr(wiring, "channel", None)
+    from .child_setup import wiring_of
+
+    sock = getattr(wiring_of(proc), "channel", None)
     if sock is None:
         return
     relay = _Relay(sock, proc.worker)
@@ -132,7 +153,6 @@ def install_relay(proc: Process) -> None:
     builtins.input = relay_input
     getpass.getpass = relay_getpass
     sys.stdin = sys.__stdin__ = RelayStdin(relay)  # type: ignore[misc,assignment]
-    proc._stdin_relay = relay  # type: ignore[attr-defined]  # the debugger asks through it too
 
 
 # -- the kernel's side ----------------------------------------------------------------------------
@@ -275,7 +295,7 @@ class StdinBroker:
             self._hold(proc, sock, text, request)
             return
         if self.spawn.interrupted:  # asking again would block the interrupt's escalation
-            _reply(sock, END, "the cell was interrupted while this child waited for input")
+            _reply(sock, INTERRUPTED, "the cell was interrupted; the child asked for input again")
             return
         try:
             if request.get("password"):

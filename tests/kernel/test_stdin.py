@@ -145,3 +145,18 @@ def test_an_interrupt_while_waiting_reaches_the_child(k):
     # the kernel still answers, and asks again when asked
     again, prompts = run(k, "%%spawn\nprint(input('again? '))", ["yes"])
     assert prompts == ["again? "] and "yes" in again.text()
+
+
+def test_ipython_set_trace_and_an_interrupt_in_the_debugger(k):
+    cell = Cell(k.kc.execute("%%spawn --name tracer\nfrom IPython.core.debugger import set_trace\nw = 41\n"
+                             "set_trace()\nprint('w is', w)", allow_stdin=True, stop_on_error=False))
+    msg = k.kc.get_stdin_msg(timeout=60)
+    assert "ipdb>" in msg["content"]["prompt"]
+    k.kc.input("p w + 1")
+    msg = k.kc.get_stdin_msg(timeout=60)  # the debugger asks again: interrupt it there
+    k.km.interrupt_kernel()
+    k.finish(cell, 60)
+    assert "\n42\n" in cell.text("stdout") and "w is 41" not in cell.text()  # the program stopped
+    assert cell.reply["status"] == "error" and cell.reply["ename"] == "KeyboardInterrupt"
+    assert "tracer" in cell.text() and "killed by SIGINT" in cell.text()
+    no_more_prompts(k)
