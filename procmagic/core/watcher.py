@@ -25,8 +25,11 @@ executable, a seccomp profile), procmagic works without it and ``watcher_pid()``
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
+
+from . import timing
 
 __all__ = ["ensure", "track", "untrack", "watcher_pid", "GRACE"]
 
@@ -140,9 +143,16 @@ def ensure() -> bool:
     return True
 
 
-def _read_all(fd: int) -> str:
+def _read_all(fd: int, timeout: float = 10.0) -> str:
+    """The watcher's pid, as it writes it once started (bounded: a watcher that cannot start
+    must not hold up a fork)."""
     chunks: list[bytes] = []
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    deadline = timing.deadline_after(timeout)
     while True:
+        if not poller.poll(timing.poll_ms(deadline)):
+            return ""
         data = os.read(fd, 64)
         if not data:
             return b"".join(chunks).decode("ascii", "replace").strip()
