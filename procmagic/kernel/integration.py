@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from ..core import child as core_child
 from ..core.process import Process
+from ..core import ladder
 from ..core.reaper import registry
 from ..core.signals import reserve_signal
 from ..core.status import ExitStatus
@@ -156,17 +157,11 @@ class Integration:
 
     # -- the end -------------------------------------------------------------------------------
     def shutdown(self) -> None:
-        """Stop and reap every child (SIGTERM, then SIGKILL after term_grace); free queues."""
+        """Stop and reap every child, and what reaped ones left in their process groups
+        (the core's stop ladder: SIGTERM, then SIGKILL after term_grace); free queues."""
         if os.getpid() != self._pid:
             return
-        live = registry.live()
-        for proc in live:
-            proc.kill(_signal.SIGTERM)
-        deadline = time.monotonic() + self.settings().term_grace
-        for proc in live:
-            if registry.reap(proc, max(0.0, deadline - time.monotonic())) is None:
-                proc.kill(_signal.SIGKILL)
-                registry.reap(proc, None)
+        ladder.stop_all(self.settings().term_grace, reason="shutdown")
         for spawn in spawn_mod.spawns():
             if spawn.queue is not None:
                 try:
