@@ -30,6 +30,8 @@ def processes_text(facts: list[ProcFacts]) -> str:
             s = f.status
             rows.append([str(f.id), f.name, str(f.pid or "-"), f.state, f"{s.wall_time:.2f} s", f"{s.cpu_time:.2f} s",
                          fmt_bytes(s.max_rss), str(f.ticks) if (f.alarm or f.ticks) else "-", f.spawn, how_short(s)])
+    if all(f.status is not None for f in facts):  # every one ended: the columns are its exit status's
+        return table(["id", "name", "pid", "state", "wall", "cpu", "peak rss", "ticks", "spawn", "exit"], rows)
     return table(["id", "name", "pid", "state", "runtime", "cpu", "rss", "ticks", "spawn", "exit"], rows)
 
 

@@ -341,6 +341,7 @@ RELOAD_CELLS = [
     # prints until the test creates the flag file, then exits 0
     "%%spawn --bg --name slow\nimport os, time\ni = 0\nwhile not os.path.exists('go.flag'):\n"
     "    print(f'slow {i}', flush=True)\n    i += 1\n    time.sleep(0.5)\nprint('slow done')",
+    "%procs",
 ]
 
 
@@ -400,6 +401,9 @@ def test_a_reloaded_page_and_a_second_tab_end_with_the_final_panel_also_in_dark_
             return  # the dark theme is checked in JupyterLab
         _shot(second, final, "theme-light-panel.png")
         _shot(second, second.locator(".jp-Notebook .jp-Cell").nth(1), "theme-light-cell.png")
+        light_board = second.locator(".jp-Notebook .jp-Cell").nth(2).locator(".procmagic-dashboard")
+        expect(light_board.locator(".pm-reaped")).to_contain_text("slow", timeout=60 * MS)
+        _shot(second, light_board, "theme-light-dashboard.png")
 
         # a third view, opened after the end, in JupyterLab's dark theme: the final panel again
         # (from the kernel's widget: the file on disk was saved while the spawn ran), and it reads
@@ -416,6 +420,12 @@ def test_a_reloaded_page_and_a_second_tab_end_with_the_final_panel_also_in_dark_
         for part in (".pm-head", ".pm-name", ".pm-exit", ".pm-state"):
             found = final.locator(part).first.evaluate(_CONTRAST)
             assert found["ratio"] >= 4.5, f"{part} in the dark theme: {found}"
+        board = third.locator(".jp-Notebook .jp-Cell").nth(2).locator(".procmagic-dashboard")
+        expect(board.locator(".pm-reaped")).to_contain_text("slow", timeout=60 * MS)
+        _shot(third, board, "theme-dark-dashboard.png")
+        for part in (".pm-title", ".pm-reaped td", ".pm-reaped th", ".pm-reaped .pm-state"):
+            found = board.locator(part).first.evaluate(_CONTRAST)
+            assert found["ratio"] >= 4.5, f"the dashboard's {part} in the dark theme: {found}"
         stage("dark theme checked")
     except BaseException:
         diagnose(lab, client)

@@ -52,6 +52,7 @@ def _check(path: str) -> None:
     assert panel.output_type == "display_data"
     text = panel.data["text/plain"]
     assert "exited" in text and "exit 0" in text and "running" not in text, text
+    assert "wall" in text and "peak rss" in text, text
     assert re.search(r"exit 0", panel.data["text/html"]) and "wall" in panel.data["text/html"]
     copies = [o for o in outputs if o.output_type == "display_data" and "its complete output" in o.data.get("text/plain", "")]
     assert len(copies) == 1, [o.get("data", o.get("text")) for o in outputs]
