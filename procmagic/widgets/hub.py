@@ -62,6 +62,7 @@ class Hub:
     FAST_PANELS = 16
     SLOW = 4.0
     LIVE_DASHBOARDS = 1
+    SLICE = 0.02  # seconds of refreshing in one loop iteration; the rest goes on in the next
     #: Finished views whose widgets stay open, showing their final snapshot to every view of the
     #: notebook restored from the kernel (a reload, a second tab); past this, the oldest close.
     KEEP_FINISHED = 64
@@ -86,6 +87,7 @@ class Hub:
         self._last = 0.0
         self._poke_lock = threading.Lock()
         self._poked = False
+        self._more = False  # the last tick's slice ran out before every due view was refreshed
         self._closed = False
         self.finished: collections.deque[Any] = collections.deque()  # widgets showing a final snapshot
         self.kept_output: collections.deque[Any] = collections.deque()  # finished panels with their output
@@ -247,6 +249,7 @@ class Hub:
         self._last = now
         self.stats["ticks"] += 1
         next_due: float | None = now + self.TICK  # if anything below fails: try again soon
+        self._more = False
         try:
             next_due = self._refresh_all(now)
             self.sampler.forget(p.id for p in registry.live())
@@ -254,7 +257,9 @@ class Hub:
             self._error()
         finally:
             self.stats["seconds"] += time.perf_counter() - started
-            if next_due is not None:
+            if self._more:  # the slice ran out: go on once the loop has served the kernel's own sends
+                self._schedule(0.0)
+            elif next_due is not None:
                 self._schedule(max(self.MIN_GAP, next_due - time.monotonic()))
 
     def _refresh_all(self, now: float) -> float | None:
@@ -263,9 +268,15 @@ class Hub:
                              key=lambda v: -v.spawn.number)  # type: ignore[attr-defined]
         fast = {id(v) for v in live_panels[: self.FAST_PANELS]}
         next_due: float | None = None
+        # One loop iteration refreshes for at most SLICE seconds: the IOPub thread also carries
+        # every message the kernel sends (docs/reliability.md, "Publishing from the IOPub thread").
+        stop_at = time.perf_counter() + self.SLICE
         for view in list(self.views):
             period = view.period if (view.kind != "panel" or id(view) in fast) else max(view.period, self.SLOW)
             if view.dirty or (view.live and now - view.refreshed >= period * 0.95):
+                if time.perf_counter() > stop_at:
+                    self._more = True
+                    continue
                 view.dirty = False
                 try:
                     result = view.refresh(self, now)
