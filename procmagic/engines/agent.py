@@ -130,7 +130,7 @@ def start(header: dict[str, Any], source: str, options: dict[str, Any], settings
         if proc.exitstatus is not None:
             driver.child_reaped(proc, proc.exitstatus)
     return {"engine": engine, "host": socket.gethostname(), "engine_pid": os.getpid(), "spawn": int(spawn.number),
-            "children": [{"id": int(p.id), "pid": int(p.pid), "name": str(p.name), "worker": int(p.worker)}
+            "children": [{"id": int(p.id), "pid": int(p.pid or 0), "name": str(p.name), "worker": int(p.worker or 0)}
                          for p in spawn.procs]}
 
 

@@ -273,7 +273,7 @@ class RemoteSpawn:
     def _update(self, run: _EngineRun, rows: list[dict[str, Any]]) -> None:
         by_id = {c.id: c for c in run.children}
         for row in rows:
-            child = by_id.get(row.get("id"))
+            child = by_id.get(int(row.get("id", -1)))
             if child is None or child.state != "running":
                 continue
             child.cpu = row.get("cpu", child.cpu)

@@ -91,6 +91,7 @@ def resolve(user_ns: dict[str, Any], view_name: str | None, targets: str | int |
         if targets > len(ids):
             raise TargetError(f"--engines {targets}: only {len(ids)} engines are available ({ids})")
         return client, ids[:targets]
+    assert not isinstance(targets, str)  # "all" and counts were handled above: ids remain
     missing = [i for i in targets if i not in ids]
     if missing:
         raise TargetError(f"--engines: no engine with id {', '.join(map(str, missing))}; available: {ids}")
