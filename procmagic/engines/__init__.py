@@ -102,11 +102,17 @@ def wait(children: list[RemoteChild], timeout: float | None) -> tuple[list[Remot
     children and those still running when ``timeout`` passed."""
     deadline = None if timeout is None else time.monotonic() + timeout
     for spawn in {id(c.spawn): c.spawn for c in children}.values():
-        if spawn.loop is None and not spawn.done:
-            # a foreground spawn interrupted in a terminal: nobody else drives it
-            spawn.tick()
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        spawn.finished.wait(left)
+        while not spawn.done:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            if spawn.loop is None:
+                # terminal IPython: no event loop asks the engines, so %wait does (a lost
+                # engine, a --result to collect), a few times a second
+                spawn.tick()
+                spawn.finished.wait(0.25 if left is None else min(0.25, left))
+            else:
+                spawn.finished.wait(left)
     return [c for c in children if not c.live], [c for c in children if c.live]
 
 
