@@ -90,4 +90,4 @@ def test_background_binds_when_it_ends_and_on_the_handle(k):
 
 def test_bad_variable_names_are_refused(k):
     cell = k.execute("%%spawn --result 1x\n1")
-    assert cell.reply["status"] == "error" and "--result must name a Python variable, not '1x'" in cell.text()
+    assert cell.reply["status"] == "error" and "--result must name a Python variable (an identifier, not a keyword), not '1x'" in cell.text()
