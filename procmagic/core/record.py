@@ -12,7 +12,6 @@ callbacks fired). A ``Process`` started again gets a new record; the old one sta
 
 from __future__ import annotations
 
-import time
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -37,8 +36,7 @@ class ChildRecord:
     errpipe: int | None = None  # read end of the close-on-exec pipe an exec() failure comes back on
     pidfd: int | None = None  # readable once the child has exited; None where pidfd_open is missing
     pgid: int = 0  # the child leads its own process group: pgid == pid
-    started_wall: float = field(default_factory=time.time)
-    exited_at: float | None = None  # when the exit was first seen (the pidfd readable, or the reap)
+    exited_at: float | None = None  # when it ended: its own mark (counters), else when the reap saw it
     status: ExitStatus | None = None
     stop_reason: str | None = None  # why it was stopped: "timeout", "interrupt", "kill", ...
     claimed: bool = False  # join() reported it: wait() must not report it again
@@ -58,13 +56,3 @@ class ChildRecord:
         and a dropped spawn's children would linger in ``procs()``)."""
         if not isinstance(self.owner, weakref.ref):
             self.owner = weakref.ref(self.owner)
-
-    @property
-    def alive(self) -> bool:
-        return self.status is None
-
-    @property
-    def wall_time(self) -> float:
-        """Seconds from the fork to the exit (to now while it runs)."""
-        end = self.exited_at if self.exited_at is not None else time.monotonic()
-        return max(0.0, end - self.started_at)
