@@ -3,18 +3,20 @@ pid, state, runtime, CPU, peak RSS, exit), updated in place with ``update_displa
 exit statuses and state answers arrive (at most once a second while nothing ends).
 
 Plain display data (text and HTML), published under the spawning cell's header like the
-output: it needs no widget manager, shows in every frontend and in saved notebooks. Signals go
-through ``%kill``; the widgets' panel with buttons is for local children.
+output: it needs no widget manager, shows in every frontend and in saved notebooks. A ``--bg``
+spawn also gets interrupt / terminate / kill buttons (ipywidgets) for all its running children;
+``%kill`` picks single ones.
 """
 
 from __future__ import annotations
 
 import html
+import signal as _signal
 import time
 import uuid
 from typing import Any
 
-__all__ = ["RemotePanel"]
+__all__ = ["RemotePanel", "show_buttons"]
 
 _COLUMNS = ["id", "name", "engine", "host", "pid", "state", "runtime", "cpu", "peak rss", "exit"]
 
@@ -68,3 +70,24 @@ class RemotePanel:
         self._at = time.monotonic()
         self.spawn.publish("update_display_data", {"data": data, "metadata": {},
                                                    "transient": {"display_id": self.display_id}})
+
+
+def show_buttons(spawn: Any) -> Any:
+    """Interrupt / terminate / kill buttons under a ``--bg`` remote spawn's table: each signals
+    its live children through their engines (never the engines). A foreground cell has none:
+    the kernel reads a click only after the cell, so the notebook's interrupt is the button."""
+    import ipywidgets as w
+
+    from IPython.display import display
+
+    buttons = []
+    for label, sig, style, tip in (("interrupt", _signal.SIGINT, "", "SIGINT to every running child of this spawn"),
+                                   ("terminate", _signal.SIGTERM, "warning", "SIGTERM to every running child"),
+                                   ("kill", _signal.SIGKILL, "danger", "SIGKILL to every running child")):
+        button = w.Button(description=label, button_style=style, tooltip=tip,
+                          layout=w.Layout(width="auto"))
+        button.on_click(lambda _b, sig=sig: spawn.signal([c for c in spawn.children if c.live], sig, wait=None))
+        buttons.append(button)
+    box = w.HBox(buttons)
+    display(box)
+    return box

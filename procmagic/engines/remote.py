@@ -148,6 +148,10 @@ class RemoteSpawn:
 
             self.panel = RemotePanel(self)
             self.panel.show()
+            if self.options.bg:
+                from .panel import show_buttons
+
+                show_buttons(self)
         if self.options.bg:
             # Only now, with every engine's children known, may the loop handle what came in
             # meanwhile (an engine's "finished" must not be taken for the whole spawn's).

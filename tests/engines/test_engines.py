@@ -132,6 +132,23 @@ def test_kill_of_a_remote_child_leaves_its_engine_running(nb, cluster):
     assert "killed by SIGTERM" in waited.text(), waited.outputs
 
 
+def test_the_terminate_button_of_a_background_spawn_signals_its_remote_children(nb, cluster):
+    cell = nb.execute("%%spawn --engines all --view rc --bg --name buttoned\nimport time\n"
+                      "print('waiting for a click', flush=True)\ntime.sleep(120)\n", timeout=90)
+    assert cell.reply["status"] == "ok", cell.outputs
+    assert nb.collect_until(lambda: nb.stream_text(cell.msg_id).count("waiting for a click") == 2, timeout=30)
+    buttons = {m["content"]["data"]["state"].get("description"): m["content"]["comm_id"] for m in cell.outputs
+               if m["msg_type"] == "comm_open" and m["content"]["data"]["state"].get("_model_name") == "ButtonModel"}
+    assert set(buttons) >= {"interrupt", "terminate", "kill"}, buttons
+    click = nb.kc.session.msg("comm_msg", {"comm_id": buttons["terminate"],
+                                           "data": {"method": "custom", "content": {"event": "click"}}})
+    nb.kc.shell_channel.send(click)
+    assert nb.collect_until(lambda: nb.stream_text(cell.msg_id).count("killed by SIGTERM") == 2, timeout=30), \
+        nb.stream_text(cell.msg_id)
+    assert no_forks_left(cluster)
+    assert cluster.engine_alive(0) and cluster.engine_alive(1)
+
+
 def test_bad_options_say_what_to_do(nb):
     cell = nb.execute("%%spawn --engines some --view rc\npass\n", timeout=30)
     assert "--engines must be 'all', a count N" in cell.text() + str(cell.errors()), cell.outputs
