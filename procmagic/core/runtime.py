@@ -184,8 +184,9 @@ def remove_process_dir() -> None:
 
 
 def sweep_stale(base: str | None = None) -> list[str]:
-    """Remove the process directories in ``base`` whose process is gone (pid and start time);
-    returns their paths. Names procmagic did not make are left alone."""
+    """Remove the process directories in ``base`` whose process is gone (pid and start time;
+    a bare ``<pid>``, as the first procmagic named them, when no process has that pid); returns
+    their paths. Names procmagic did not make are left alone."""
     base = base or runtime_dir()
     removed: list[str] = []
     try:
@@ -193,11 +194,12 @@ def sweep_stale(base: str | None = None) -> list[str]:
     except OSError:
         return removed
     for name in names:
-        pid_text, _, ticks_text = name.partition(".")
-        if not (pid_text.isdigit() and ticks_text.isdigit()):
+        pid_text, dot, ticks_text = name.partition(".")
+        if not pid_text.isdigit() or (dot and not ticks_text.isdigit()):
             continue
-        if start_ticks(int(pid_text)) == int(ticks_text):
-            continue  # alive (the same process, not a reused pid)
+        ticks = start_ticks(int(pid_text))
+        if ticks is not None and (not dot or ticks == int(ticks_text)):
+            continue  # alive (for a bare <pid>, the first procmagic's layout: any process of that pid)
         path = os.path.join(base, name)
         _remove_tree(path)
         removed.append(path)

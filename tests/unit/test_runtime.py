@@ -122,8 +122,12 @@ def test_the_process_dir_goes_at_exit_and_dead_ones_are_swept(tmp_path: Path) ->
     mine.mkdir(mode=0o700)
     foreign = base / "notes"
     foreign.mkdir(mode=0o700)
+    old_layout = base / "999999998"  # the first procmagic's <pid> directories
+    old_layout.mkdir(mode=0o700)
+    old_alive = base / str(os.getpid())
+    old_alive.mkdir(mode=0o700)
     out = _run(tmp_path, "out['dir'] = runtime.process_dir(); runtime.open_private(out['dir'], 'x.log')[1].close()")
     assert out["dir"].startswith(str(base))
     assert not os.path.exists(out["dir"])  # removed at the interpreter's exit
-    assert not dead.exists()
-    assert mine.exists() and foreign.exists()
+    assert not dead.exists() and not old_layout.exists()
+    assert mine.exists() and foreign.exists() and old_alive.exists()
