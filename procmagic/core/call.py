@@ -14,13 +14,14 @@ An interrupt (KeyboardInterrupt) or any other exception in the parent stops ever
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import select
 import signal as _signal
 import socket
 import struct
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from .process import Process
 from .status import ExitStatus
@@ -288,6 +289,29 @@ class _Mapper:
 
 
 # -- asyncio ----------------------------------------------------------------------------------------
+_TICK = 0.1
+
+
+@contextlib.contextmanager
+def _awake(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """Wake the loop every 0.1 s while we wait. ipykernel 7 turns the notebook's interrupt of a
+    top-level ``await`` into a cancellation scheduled from another thread without waking the
+    loop: an idle loop (waiting on a child) would only see it when the child ends. A tick lets the
+    cancellation through at once, and with it the child's stop."""
+    handle: asyncio.TimerHandle | None = None
+
+    def tick() -> None:
+        nonlocal handle
+        handle = loop.call_later(_TICK, tick)
+
+    tick()
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.cancel()
+
+
 async def wait_async(proc: Process, timeout: float | None = None) -> ExitStatus:
     """Wait for ``proc`` to end without blocking the running event loop (its pidfd is watched
     with ``add_reader``; no thread). Returns its ExitStatus; TimeoutError after ``timeout`` s."""
@@ -316,7 +340,8 @@ async def wait_async(proc: Process, timeout: float | None = None) -> ExitStatus:
 
             tick()
         try:
-            await asyncio.wait_for(done, timeout)
+            with _awake(loop):
+                await asyncio.wait_for(done, timeout)
         except asyncio.TimeoutError:
             raise TimeoutError(f"process {proc.id} (pid {proc.pid}) is still running after {timeout} s") from None
         finally:
@@ -356,7 +381,8 @@ async def call_async(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
         fd = channel.fileno()
         loop.add_reader(fd, readable)
-        await got
+        with _awake(loop):
+            await got
         loop.remove_reader(fd)
         fd = None
         status = await wait_async(proc)
