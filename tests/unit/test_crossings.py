@@ -95,6 +95,13 @@ def crossings() -> list[str]:
                     continue
                 if node.attr in core_private and node.attr not in own:
                     found.append(f"{rel}:{node.lineno}: touches the core's private {node.attr}")
+            elif (layer != "core" and isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                  and node.func.id in ("getattr", "setattr", "hasattr", "delattr") and len(node.args) >= 2
+                  and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)
+                  and _private(node.args[1].value)):
+                name = node.args[1].value
+                if name in core_private and name not in own:
+                    found.append(f"{rel}:{node.lineno}: {node.func.id}() on the core's private {name}")
     return found
 
 
@@ -110,9 +117,11 @@ def test_the_check_catches_a_crossing(tmp_path, monkeypatch):
     (fake / "kernel").mkdir()
     (fake / "core" / "thing.py").write_text("class Thing:\n    def __init__(self):\n        self._secret = 1\n")
     (fake / "kernel" / "user.py").write_text(
-        "from ..core.thing import Thing, _helper\n\ndef peek(t: Thing) -> int:\n    return t._secret\n")
+        "from ..core.thing import Thing, _helper\n\ndef peek(t: Thing) -> int:\n    return t._secret\n\n"
+        "def poke(t: Thing) -> None:\n    setattr(t, '_secret', 2)\n")
     monkeypatch.setattr(__import__(__name__, fromlist=["PACKAGE"]), "PACKAGE", fake)
     monkeypatch.setattr(__import__(__name__, fromlist=["ROOT"]), "ROOT", tmp_path)
     found = crossings()
     assert any("imports _helper from the core layer" in f for f in found), found
     assert any("touches the core's private _secret" in f for f in found), found
+    assert any("setattr() on the core's private _secret" in f for f in found), found
