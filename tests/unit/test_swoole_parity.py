@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from typing import Any, Iterator
 
 import pytest
 import sysv_ipc
 
-from procmagic import Pool, Process
+import procmagic
+from procmagic import Pool, Process, ProcessStateError
 from procmagic.core import affinity
 from procmagic.core import queue as pmq
 from procmagic.core import queue_limits
@@ -43,9 +45,16 @@ def results() -> Iterator[pmq.Queue]:
     queue.free()
 
 
-def take(queue: pmq.Queue, n: int) -> list[str]:
-    with deadline():
-        return [queue.pop().decode() for _ in range(n)]
+def take(queue: pmq.Queue, n: int, pool: Pool | None = None) -> list[str]:
+    got: list[str] = []
+    try:
+        with deadline():
+            while len(got) < n:
+                got.append(queue.pop().decode())
+    except TimeoutError:
+        why = f"; the pool's workers ended: {pool.statuses}" if pool is not None else ""
+        raise AssertionError(f"only {got} of {n} reports{why}") from None
+    return got
 
 
 def run_child(target: Any) -> Any:
@@ -75,6 +84,178 @@ def test_swoole_process__getaffinity(results: pmq.Queue) -> None:
 
     assert run_child(target).ok
     assert take(results, 1) == [repr(sorted(os.sched_getaffinity(0)))]
+
+
+def test_swoole_process__ctor() -> None:
+    """A Process made and dropped never runs its target."""
+    ran: list[int] = []
+    proc = Process(lambda proc: ran.append(1))
+    del proc
+    assert ran == []
+
+
+def test_swoole_process__start() -> None:
+    proc = Process(lambda proc: print("SUCCESS"), pipe=None)
+    assert proc.start() > 0
+    proc.close()
+    assert proc.join(timeout=WAIT).ok
+
+
+def test_swoole_process__exit() -> None:
+    proc = Process(lambda proc: proc.exit(9), pipe=None)
+    proc.start()
+    assert proc.join(timeout=WAIT).code == 9
+
+
+def test_swoole_process__kill(fresh_wait: None) -> None:
+    proc = Process(lambda proc: time.sleep(WAIT * 3), pipe=None)
+    pid = proc.start()
+    procmagic.kill(pid, signal.SIGKILL)
+    status = procmagic.wait(timeout=WAIT)
+    assert status is not None and status.pid == pid and status.signal == signal.SIGKILL
+
+
+def test_swoole_process__wait(fresh_wait: None) -> None:
+    """wait() returns pid, exit code and signal: 0/0, 1/0, then 0/SIGTERM."""
+    targets = [lambda proc: None, lambda proc: sys.exit(1), lambda proc: os.kill(os.getpid(), signal.SIGTERM)]
+    for target, (code, sig) in zip(targets, [(0, None), (1, None), (None, signal.SIGTERM)]):
+        proc = Process(target, pipe=None)
+        pid = proc.start()
+        status = procmagic.wait(timeout=WAIT)
+        assert status is not None and status.pid == pid, status
+        assert (status.code, status.signal) == (code, sig), status
+
+
+def test_swoole_process__process_id() -> None:
+    """Ids count up by one per Process; the child sees its own."""
+    procs = [Process(lambda proc: proc.write(str(proc.id)) and None, pipe="dgram") for _ in range(3)]
+    assert [p.id - procs[0].id for p in procs] == [0, 1, 2]
+    for proc in procs:
+        proc.start()
+        assert proc.read(timeout=WAIT) == str(proc.id).encode()
+        assert proc.join(timeout=WAIT).ok
+        proc.close()
+
+
+def test_swoole_process__write() -> None:
+    """write() returns the bytes written; the parent reads them (also swoole's read.phpt)."""
+    proc = Process(lambda proc: proc.write(str(proc.write("SUCCESS"))) and None, pipe="dgram")
+    proc.start()
+    assert [proc.read(timeout=WAIT), proc.read(timeout=WAIT)] == [b"SUCCESS", b"7"]
+    assert proc.join(timeout=WAIT).ok
+    proc.close()
+
+
+def test_swoole_process__redirect() -> None:
+    proc = Process(lambda proc: print("SUCCESS", end=""), redirect=True)
+    proc.start()
+    assert proc.read(timeout=WAIT) == b"SUCCESS"
+    assert proc.join(timeout=WAIT).ok
+    proc.close()
+
+
+def test_swoole_process__exec() -> None:
+    """exec() in the child replaces it; its output comes through the redirected pipe."""
+    proc = Process(lambda proc: proc.exec("printf", ["HELLO"]), redirect=True)
+    proc.start()
+    assert proc.read(timeout=WAIT) == b"HELLO"
+    assert proc.join(timeout=WAIT).ok
+    proc.close()
+    with pytest.raises(ProcessStateError, match="must be called inside the child"):
+        proc.exec("printf", [" WORLD"])  # Swoole execs the parent itself; procmagic refuses
+
+
+def test_swoole_process__timeout() -> None:
+    """A read with a time-out gives up (TimeoutError where Swoole returns false)."""
+    proc = Process(lambda proc: time.sleep(WAIT * 3), pipe="dgram")
+    proc.start()
+    proc.set_timeout(0.3)
+    with pytest.raises(TimeoutError):
+        proc.read()
+    proc.kill(signal.SIGKILL)
+    assert proc.join(timeout=WAIT).signal == signal.SIGKILL
+    proc.close()
+
+
+def test_swoole_process__read_invalid_size() -> None:
+    proc = Process(lambda proc: None, pipe="dgram")
+    with pytest.raises(ValueError):
+        proc.read(0)
+    proc.close()
+
+
+def test_swoole_process__name() -> None:
+    title = f"SWOOLE_PROCESS_TEST_{os.getpid()}"
+
+    def target(proc: Process) -> None:
+        proc.name(title)
+        proc.write(b"named")
+        time.sleep(WAIT * 3)
+
+    proc = Process(target, pipe="dgram")
+    pid = proc.start()
+    assert proc.read(timeout=WAIT) == b"named"
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        assert title.encode() in f.read()
+    proc.kill(signal.SIGKILL)
+    proc.join(timeout=WAIT)
+    proc.close()
+
+
+def test_swoole_process__priority(results: pmq.Queue) -> None:
+    def target(proc: Process) -> None:
+        proc.set_priority(12)
+        results.push(str(proc.get_priority()))
+
+    assert run_child(target).ok
+    assert take(results, 1) == ["12"]
+
+
+def test_swoole_process__priority_error() -> None:
+    proc = Process(lambda proc: None, pipe=None)
+    for bad in (-1000, None, 20):
+        with pytest.raises(ValueError, match="priority must be a nice value from -20 to 19"):
+            proc.set_priority(bad)  # type: ignore[arg-type]
+
+
+def test_swoole_process__alarm(results: pmq.Queue) -> None:
+    """alarm(10 ms) ticks until the handler clears it after 11 ticks."""
+    def target(proc: Process) -> None:
+        ticks = [0]
+
+        def on_alarm(signo: int, frame: Any) -> None:
+            ticks[0] += 1
+            if ticks[0] > 10:
+                procmagic.alarm(-1)
+
+        procmagic.signal(signal.SIGALRM, on_alarm)
+        procmagic.alarm(10_000)
+        while ticks[0] <= 10:
+            signal.pause()
+        results.push(str(ticks[0]))
+
+    assert run_child(target).ok
+    assert take(results, 1) == ["11"]
+
+
+def test_swoole_process__wait_signal() -> None:
+    """A child's own SIGINT handler runs (its output reaches the redirected pipe); exit 0."""
+    def target(proc: Process) -> None:
+        seen = []
+        # os.write, not print: the handler may run while print("START") is still flushing
+        procmagic.signal(signal.SIGINT, lambda signo, frame: seen.append(os.write(1, b"SIGINT\n")))
+        print("START", flush=True)
+        while not seen:
+            signal.pause()
+
+    proc = Process(target, redirect=True)
+    pid = proc.start()
+    assert proc.read(timeout=WAIT) == b"START\n"
+    procmagic.kill(pid, signal.SIGINT)
+    assert proc.read(timeout=WAIT) == b"SIGINT\n"
+    status = proc.join(timeout=WAIT)
+    assert (status.code, status.signal) == (0, None)
+    proc.close()
 
 
 def test_set_affinity_refuses_cpus_outside_the_allowed_set() -> None:
@@ -241,7 +422,7 @@ def test_swoole_process_pool__master_callback(results: pmq.Queue) -> None:
                 on_start=lambda pool: seen.append(f"start {pool.running}"),
                 on_stop=lambda pool: seen.append(f"stop {pool.running}"))
     pool.start()
-    assert take(results, 2) == ["start True True 0 True", "stop False False False"]
+    assert take(results, 2, pool) == ["start True True 0 True", "stop False False False"]
     assert seen == ["start True", "stop False"]
 
 
