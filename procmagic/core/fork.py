@@ -102,8 +102,10 @@ def fork_child(proc: "Process", warning: Warning | None = None) -> ChildRecord:
             record = _register(proc, pid, started, err_r)
             _point("registered")
     except OSError as exc:
-        if pid > 0:
-            raise  # an OSError after the fork (a fault injected by a test): the child is registered
+        if pid > 0:  # an error after the fork: the child exists, so it is registered all the same
+            if record is None:
+                record = _register(proc, pid, started, err_r)
+            raise
         os.close(err_r)
         raise OSError(exc.errno, f"fork() failed, nothing was started: {exc.strerror} "
                       "(too many processes, or not enough memory)") from None

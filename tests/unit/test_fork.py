@@ -44,6 +44,8 @@ def interrupt_at() -> Iterator[Any]:
             fork.set_fault_hook(None)  # once
             if how == "raise":
                 raise KeyboardInterrupt(f"injected at {where}")
+            if how == "error":
+                raise OSError(5, f"injected at {where}")
             os.kill(os.getpid(), signal.SIGINT)
 
         fork.set_fault_hook(hook)
@@ -53,16 +55,16 @@ def interrupt_at() -> Iterator[Any]:
     fork.set_fault_hook(None)
 
 
-@pytest.mark.parametrize("how", ["raise", "signal"])
+@pytest.mark.parametrize("how", ["raise", "signal", "error"])
 @pytest.mark.parametrize("point", fork.POINTS)
 def test_an_interrupt_anywhere_in_start_never_loses_the_child(point, how, spawn, interrupt_at, fresh_wait):
     heard: list[ExitStatus] = []
     p = spawn(wait_for_parent)
     p.add_done_callback(heard.append)  # subscribed before start: hears the exit whatever happens
     interrupt_at(point, how)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(OSError if how == "error" else KeyboardInterrupt):
         p.start()
-    if point == "blocked" and how == "raise":
+    if point == "blocked" and how in ("raise", "error"):
         # interrupted before the fork: nothing started, nothing to reap, nothing leaked
         assert p.pid is None and p.exitstatus is None
         assert heard == []
