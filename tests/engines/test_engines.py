@@ -160,6 +160,17 @@ def test_bad_options_say_what_to_do(nb):
     assert "--push goes with --engines" in cell.text() + str(cell.errors()), cell.outputs
 
 
+def test_view_may_be_a_directview_or_a_cluster(nb, cluster):
+    cell = nb.execute("dv = rc[[1]]\n"
+                      f"cl = ipp.Cluster.from_file(profile_dir={cluster.cluster.profile_dir!r}, "
+                      f"cluster_id={cluster.cluster.cluster_id!r})", timeout=60)
+    assert cell.reply["status"] == "ok", (cell.text(), cell.reply.get("evalue"))
+    cell = nb.execute("%%spawn --engines all --view dv\nprint('on', proc.engine)\n", timeout=90)
+    assert "[engine 1] on 1" in cell.text() and "[engine 0]" not in cell.text(), cell.text()
+    cell = nb.execute("%%spawn --engines 2 --view cl\nprint('on', proc.engine)\n", timeout=90)
+    assert "[engine 0] on 0" in cell.text() and "[engine 1] on 1" in cell.text(), (cell.text(), cell.reply.get("evalue"))
+
+
 def test_call_and_map_with_view_fork_on_the_engines(nb, cluster):
     cell = nb.execute(
         "import os, procmagic\nfactor = 3\n"
