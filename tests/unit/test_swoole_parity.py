@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import sys
 import time
@@ -255,6 +256,43 @@ def test_swoole_process__wait_signal() -> None:
     assert proc.read(timeout=WAIT) == b"SIGINT\n"
     status = proc.join(timeout=WAIT)
     assert (status.code, status.signal) == (0, None)
+    proc.close()
+
+
+def test_swoole_process__process_exec() -> None:
+    """exec() of another Python that echoes its stdin: write to it, read its answer."""
+    echo = "import sys; print('Python: ' + sys.stdin.readline(), end='', flush=True)"
+    proc = Process(lambda proc: proc.exec(sys.executable, ["-c", echo]), redirect=True)
+    proc.start()
+    proc.write("Hello World\n")
+    assert proc.read(timeout=WAIT) == b"Python: Hello World\n"
+    assert proc.join(timeout=WAIT).ok
+    proc.close()
+
+
+def test_swoole_process__process_select() -> None:
+    """The parent's end of the pipe is an fd to select() on."""
+    proc = Process(lambda proc: proc.write("hello master\n") and proc.exit(0), pipe="dgram")
+    proc.start()
+    readable, _, _ = select.select([proc.pipe], [], [], WAIT)
+    assert readable == [proc.pipe] and proc.read() == b"hello master\n"
+    assert proc.join(timeout=WAIT).ok
+    proc.close()
+
+
+def test_swoole_process__exception() -> None:
+    """An exception in the child ends it with exit 1 and its traceback on stderr (Swoole: a fatal error)."""
+    def target(proc: Process) -> None:
+        raise NameError("name 'AAAA' is not defined")
+
+    proc = Process(target, redirect=True)
+    proc.start()
+    out = b""
+    with deadline():
+        while chunk := proc.read():
+            out += chunk
+    assert b"NameError: name 'AAAA' is not defined" in out and b"Traceback" in out
+    assert proc.join(timeout=WAIT).code == 1
     proc.close()
 
 
@@ -611,3 +649,30 @@ def test_swoole_process_pool__export_socket(results: pmq.Queue) -> None:
     pool = Pool(2, target, ipc="pipe", respawn=False)
     pool.start()
     assert take(results, 4) == ["hello proc0\n", "proc0 stop", "hello proc1\n", "proc1 stop"]
+
+
+
+def test_swoole_process_pool__message_bus_sync(results: pmq.Queue) -> None:
+    """One message of 8 KiB to 1 MiB from worker 0 to worker 1 (getprocess_5 is the same shape)."""
+    blob = os.urandom(int.from_bytes(os.urandom(3), "big") % (1024 * 1024 - 8192) + 8192)
+
+    def target(pool: Pool, wid: int) -> None:
+        if wid == 0:
+            pool.send(1, blob)
+
+    def on_message(pool: Pool, data: bytes) -> None:
+        results.push(str(data == blob))
+        pool.shutdown()
+
+    pool = Pool(2, target, ipc="pipe", on_message=on_message)
+    pool.start()
+    assert take(results, 1, pool) == ["True"]
+
+
+def test_swoole_process_pool__start_twice() -> None:
+    """Swoole starts a stopped pool again; procmagic asks for a new Pool (a pool's queue, bus and
+    statuses belong to one run), which start_pool_twice_in_same_process shows working."""
+    pool = Pool(1, lambda pool, wid: pool.shutdown(), respawn=False)
+    pool.start()
+    with pytest.raises(ProcessStateError, match="was started already .*make a new Pool"):
+        pool.start()
