@@ -20,7 +20,7 @@ ipp = pytest.importorskip("ipyparallel", reason="ipyparallel is not installed: p
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if "/tests/engines/" in str(item.fspath):
+        if str(item.fspath).endswith("/tests/engines/test_engines.py"):
             item.add_marker(pytest.mark.kernel)
             item.add_marker(pytest.mark.slow)
 
