@@ -498,6 +498,27 @@ def test_sigterm_to_a_script_running_a_pool_stops_it_cleanly(how: str) -> None:
     assert all(not os.path.exists(f"/proc/{pid}") for pid in pids)
 
 
+def test_sigint_to_a_script_blocked_in_start_stops_the_pool_then_interrupts_it() -> None:
+    script = subprocess.Popen([sys.executable, "-c", _SCRIPT, "block"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        with deadline():
+            words = script.stdout.readline().split()  # type: ignore[union-attr]
+        assert words[0] == "ready", words
+        queue_id, pids = int(words[1]), [int(w) for w in words[2:]]
+        script.send_signal(signal.SIGINT)
+        out, err = script.communicate(timeout=WAIT)
+    finally:
+        if script.poll() is None:
+            script.kill()
+            script.communicate()
+    assert script.returncode == -signal.SIGINT and "KeyboardInterrupt" in err, (script.returncode, err)
+    lines = out.splitlines()
+    assert sorted(lines[:2]) == ["exit 0 0", "exit 1 0"] and lines[2:] == ["on_stop True"]  # start() did not return
+    assert queue_id not in sysv_queue_ids()
+    assert all(not os.path.exists(f"/proc/{pid}") for pid in pids)
+
+
 def test_keyboard_interrupt_stops_the_pool_with_its_callbacks() -> None:
     events: list[str] = []
 
