@@ -123,6 +123,9 @@ def start(header: dict[str, Any], source: str, options: dict[str, Any], settings
     # Always in the background on the engine: the engine answers the notebook again at once.
     # The kernel integration hands every reaped child of this spawn to its driver.
     driver = spawn.driver = BackgroundDriver(spawn, magics.ctx.output_loop())
+    # The read budget keeps a notebook's IOPub thread free for the kernel's own messages; an
+    # engine's carries little but this output, and the engine answers on its shell socket.
+    spawn.router.budget = None
     driver.start()
     # A fast child may have been reaped already, before the driver existed (starting the next
     # worker reaps what is ready): the registry's "reaped" had no driver to go to. Tell it now.

@@ -19,6 +19,7 @@ def run_foreground(spawn: RemoteSpawn) -> None:
     sigs = [spawn.options.signal_on_interrupt, _signal.SIGTERM, _signal.SIGKILL]
     step = 0
     escalate_at: float | None = None
+    spawn.pump()  # what came while the engines started: often the whole spawn already
     next_tick = time.monotonic()
     while not spawn.finished.is_set():
         try:
