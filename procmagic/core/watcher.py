@@ -36,58 +36,8 @@ __all__ = ["ensure", "track", "untrack", "watcher_pid", "GRACE"]
 #: Seconds between SIGTERM and SIGKILL when the watcher stops what this process left behind.
 GRACE = 2.0
 
-_SCRIPT = r"""
-import os, signal, sys, time
-fd, grace, sid = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-signal.signal(signal.SIGINT, signal.SIG_IGN)
-signal.signal(signal.SIGHUP, signal.SIG_IGN)
-os.write(int(sys.argv[4]), str(os.getpid()).encode())
-os.close(int(sys.argv[4]))
-groups, buf = set(), b""
-while True:
-    try:
-        data = os.read(fd, 65536)
-    except InterruptedError:
-        continue
-    if not data:
-        break
-    buf += data
-    *lines, buf = buf.split(b"\n")
-    for line in lines:
-        if line[:1] == b"+":
-            groups.add(int(line[1:]))
-        elif line[:1] == b"-":
-            groups.discard(int(line[1:]))
-
-def members(pgid):
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and int(fields[3]) == sid and fields[0] != "Z":
-            found.append(int(name))
-    return found
-
-def signal_all(live, sig):
-    for pgid in live:
-        try:
-            os.killpg(pgid, sig)
-        except OSError:
-            pass
-
-live = [g for g in groups if members(g)]
-signal_all(live, signal.SIGTERM)
-deadline = time.monotonic() + grace
-while live and time.monotonic() < deadline:
-    time.sleep(0.05)
-    live = [g for g in live if members(g)]
-signal_all(live, signal.SIGKILL)
-"""
+#: The watcher's program: a plain script, run by path (it never imports procmagic).
+_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "watcher_main.py")
 
 _write_fd: int | None = None
 _pid: int | None = None
@@ -115,7 +65,7 @@ def ensure() -> bool:
         # sh starts the watcher in the background and exits at once: the watcher is re-parented
         # away from us and never counted among our children. Its own session keeps it out of
         # the signals aimed at our process group (a kernel's interrupt, a shell's Ctrl-C).
-        command = '"$0" -I -S -c "$1" "$2" "$3" "$4" "$5" </dev/null >/dev/null 2>&1 &'
+        command = '"$0" -I -S "$1" "$2" "$3" "$4" "$5" </dev/null >/dev/null 2>&1 &'
         shell = subprocess.Popen(
             ["/bin/sh", "-c", command, sys.executable, _SCRIPT, str(read_fd), repr(GRACE), str(os.getsid(0)),
              str(ready_w)],
