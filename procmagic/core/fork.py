@@ -124,6 +124,7 @@ def fork_child(proc: "Process", warning: Warning | None = None) -> ChildRecord:
                 if record is not None:
                     registry.announce(record)
     _point("unblocked")
+    assert record is not None  # pid > 0 here: registered in the try or in an except clause
     return record
 
 

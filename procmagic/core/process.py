@@ -34,6 +34,7 @@ from . import ladder as _ladder
 from . import pipe as _pipe
 from . import timing
 from .errors import ProcessStateError
+from .fork import fork_child
 from .process_child import ChildSideMixin, all_processes
 from .process_io import PipeMixin, QueueMixin
 from .process_sched import ProcessName, SchedulingMixin, next_id, preload_title
@@ -264,8 +265,6 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
             preload_title()  # importing setproctitle in every child costs ~1.5 ms each
         _child.flush_std()  # or the child prints the parent's pending text again
         self._counters = _counters.allocate()
-        from .fork import fork_child
-
         try:
             record = fork_child(self, None if census.ok else ForkWarning(census.forced()))
         except BaseException:
