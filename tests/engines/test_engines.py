@@ -47,6 +47,16 @@ def test_foreground_output_is_labelled_by_engine_and_worker(nb, cluster):
     assert no_forks_left(cluster)
 
 
+def test_rich_output_and_tracebacks_arrive_as_they_do_locally(nb, cluster):
+    cell = nb.execute("%%spawn --engines 1 --view rc\nfrom IPython.display import HTML, display\n"
+                      "display(HTML('<b>rich from an engine</b>'))\n1 / 0\n", timeout=90)
+    shown = [m["data"].get("text/html", "") for m in cell.of_type("display_data")]
+    assert any("<b>rich from an engine</b>" in html for html in shown), shown
+    errors = cell.errors()
+    assert errors and errors[0]["ename"] == "ZeroDivisionError", cell.outputs
+    assert "exited 1" in cell.text(), cell.text()
+
+
 def test_background_output_lands_in_the_spawning_cell_after_other_cells(nb, cluster):
     spawning = nb.execute("%%spawn --engines all --view rc --bg --name late\n"
                           "import time\nprint('early', proc.engine, flush=True)\ntime.sleep(1.5)\n"
