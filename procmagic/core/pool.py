@@ -149,6 +149,7 @@ class Pool(_Supervisor, _WorkerSide):
         self._reloading: set[int] = set()  # worker ids a reload stops: not respawned meanwhile
         self._supervising = 0  # > 0 while a loop of ours runs: signals are left to it
         self._saved_handlers: dict[int, Any] = {}
+        self._previous: dict[int, Any] = {}
         self._ready: set[int] = set()  # pids of workers whose SIGTERM handler is in place
         self._unsubscribe: Callable[[], None] | None = None
         self._bus: _pool_bus.Bus | None = None
@@ -385,6 +386,7 @@ class Pool(_Supervisor, _WorkerSide):
         self.detached = []
         self._unsubscribe = None
         self._saved_handlers = {}
+        self._previous = {}
 
     def _require_parent(self, what: str) -> None:
         if self.worker_id is not None:

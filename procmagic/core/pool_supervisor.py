@@ -72,6 +72,7 @@ class _Supervisor:
     _ready: set[int]
     _unsubscribe: Callable[[], None] | None
     _saved_handlers: dict[int, Any]
+    _previous: dict[int, Any]  # the handlers this pool replaced, kept after it stopped
     _bus: _pool_bus.Bus | None
     _pids: _pool_bus.PidTable | None
 
@@ -323,16 +324,39 @@ class _Supervisor:
             return  # signal.signal works only there; such a pool is stopped by its caller
         for sig in _HANDLED:
             self._saved_handlers[sig] = _signal.signal(sig, self._on_signal)
+        self._previous = dict(self._saved_handlers)
 
     def _restore_signals(self) -> None:
         saved, self._saved_handlers = self._saved_handlers, {}
         for sig, handler in saved.items():
-            if _signal.getsignal(sig) == self._on_signal:  # unless someone replaced ours since
+            if _signal.getsignal(sig) == self._on_signal:  # unless another pool put its own since
                 _signal.signal(sig, handler if handler is not None else _signal.SIG_DFL)
 
     def _on_signal(self, signo: int, frame: Any) -> None:
-        if self._state != "running":
-            return
+        """The handler of every pool running in this process, in the order they started: each
+        pool keeps the handler it replaced, so one signal reaches them all. What was there before
+        the first of them gets the signal too: a handler of the program's own is called; the
+        default disposition applies when no pool in the chain was running any more (a handler
+        left in place by pools that stopped out of order): SIGTERM then ends the process."""
+        handled = False
+        pool: _Supervisor = self
+        while True:
+            if pool._state == "running":
+                pool._act_on(signo)
+                handled = True
+            previous = pool._previous.get(signo)
+            owner = getattr(previous, "__self__", None)
+            if isinstance(owner, _Supervisor) and getattr(previous, "__func__", None) is _Supervisor._on_signal:
+                pool = owner
+                continue
+            break
+        if callable(previous):
+            previous(signo, frame)
+        elif not handled and previous in (_signal.SIG_DFL, None):
+            _signal.signal(signo, _signal.SIG_DFL)
+            os.kill(os.getpid(), signo)
+
+    def _act_on(self, signo: int) -> None:
         if self._supervising:
             self._post(b"S" if signo == _signal.SIGTERM else b"L")  # the loop acts on it
         elif signo == _signal.SIGTERM:

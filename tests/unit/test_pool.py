@@ -519,6 +519,52 @@ def test_sigint_to_a_script_blocked_in_start_stops_the_pool_then_interrupts_it()
     assert all(not os.path.exists(f"/proc/{pid}") for pid in pids)
 
 
+def test_one_sigterm_stops_every_pool_of_the_process() -> None:
+    pools = [Pool(1, lambda pool, wid: time.sleep(WAIT * 3), ipc="queue", name=f"p{k}") for k in range(2)]
+    for pool in pools:
+        pool.start(block=False)
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)  # nothing supervises: the handlers stop both at once
+        assert [pool.running for pool in pools] == [False, False]
+        assert [(pool.queue.freed, [st.code for _, st in pool.statuses]) for pool in pools] == [(True, [0])] * 2
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # what was there before the pools
+    finally:
+        for pool in pools:
+            pool.shutdown(timeout=5)
+
+
+_TWO_POOLS = """
+import os, signal, time
+from procmagic import Pool
+first, second = (Pool(1, lambda pool, wid: time.sleep(600)) for _ in range(2))
+first.start(block=False)
+second.start(block=False)
+first.shutdown()   # stopped out of order: second's handler gives SIGTERM back to first's, now stale
+print("first stopped", flush=True)
+while second.running:
+    signal.pause()
+print("second stopped", flush=True)
+while True:
+    signal.pause()  # the next SIGTERM ends the process, as it would without any pool
+"""
+
+
+def test_sigterm_ends_the_process_once_its_pools_stopped_in_any_order() -> None:
+    script = subprocess.Popen([sys.executable, "-c", _TWO_POOLS], stdout=subprocess.PIPE, text=True)
+    try:
+        with deadline():
+            assert script.stdout.readline() == "first stopped\n"  # type: ignore[union-attr]
+            script.send_signal(signal.SIGTERM)
+            assert script.stdout.readline() == "second stopped\n"  # type: ignore[union-attr]
+            script.send_signal(signal.SIGTERM)
+            script.wait()
+    finally:
+        if script.poll() is None:
+            script.kill()
+        script.communicate()
+    assert script.returncode == -signal.SIGTERM
+
+
 def test_keyboard_interrupt_stops_the_pool_with_its_callbacks() -> None:
     events: list[str] = []
 
