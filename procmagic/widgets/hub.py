@@ -6,13 +6,13 @@ it keeps running while a synchronous cell blocks the main thread, and while the 
 so the frontend sees a child start, tick and end in both cases (DESIGN.md §4). Every mutation of
 a view's widgets happens there; other threads only mark a view dirty and *poke* the hub.
 
-Which cell a display update names. Frontends apply ``update_display_data`` by display id, not
+Which cell a final snapshot names. Frontends apply ``update_display_data`` by display id, not
 by the cell a message names (JupyterLab, Notebook 7), but nbclient (papermill, ``nbconvert
 --execute``) reads only the messages of the cell it is running and then applies their display
-updates to earlier cells too. So every display update goes out under the header of the latest
-cell to run (``Hub.header``), which lands in the spawning cell everywhere, also in a notebook
-executed headless while a later cell (``%wait``) runs. The first display of a view is published
-under its own cell's header, in that cell, as before.
+updates to earlier cells too. So the update that leaves a view's final snapshot goes out under
+the header of the latest cell to run (``Hub.header``), which lands in the view's cell everywhere,
+also in a notebook executed headless while a later cell (``%wait``) runs. A view's first display
+and its live updates are published under its own cell's header, like the children's output.
 
 Pacing. A live view is refreshed every ``TICK`` seconds; an event (a child started or reaped, a
 click) refreshes sooner, but never within ``MIN_GAP`` of the previous refresh, so a burst of 200
@@ -117,7 +117,7 @@ class Hub:
         return self.by_spawn.get(spawn.number)
 
     def update_publisher(self) -> Callable[[str, dict[str, Any]], None]:
-        """Publish display updates under the latest cell's header (see the module's docstring)."""
+        """Publish final snapshots under the latest cell's header (see the module's docstring)."""
         return self.ctx.publisher(self.header)  # type: ignore[no-any-return]
 
     def keep_output(self, view: Any) -> None:

@@ -12,7 +12,8 @@ children's output), which is then updated in place:
 
 When the spawn ends, the panel's display becomes a static snapshot (HTML and a text table: what a
 saved notebook, an HTML export and a notebook executed by nbclient keep), published under the
-latest cell's header so that nbclient applies it too (see hub.py). A ``--bg`` panel's widget is
+latest cell's header so that nbclient applies it too (see hub.py; live updates go under the
+spawning cell's header, like its output). A ``--bg`` panel's widget is
 not closed then: it shows the same snapshot, so a view restored from the kernel (a reloaded page,
 a second tab), which never sees the display update, ends with the final panel as well.
 
@@ -135,8 +136,8 @@ class PanelView(View):
     # -- display ------------------------------------------------------------------------------
     def _display(self, data: dict[str, Any], update: bool = True, display_id: str | None = None,
                  publish: Any = None) -> None:
-        """The first display goes to the spawning cell; updates under the latest cell's header."""
-        publish = publish or (self.hub.update_publisher() if update else self.spawn.publish)
+        """Under the spawning cell's header, unless ``publish`` says otherwise (the final ones)."""
+        publish = publish or self.spawn.publish
         publish("update_display_data" if update else "display_data",
                 {"data": data, "metadata": {}, "transient": {"display_id": display_id or self.display_id}})
         self.hub.sent()
@@ -177,6 +178,8 @@ class PanelView(View):
                 "text/html": late_html(self.spawn.name, output, self.displays)}
 
     def _publish_final(self, publish: Any = None) -> None:
+        """The final snapshot and the output copy, under the latest cell's header (hub.py)."""
+        publish = publish or self.hub.update_publisher()
         if self.snapshot is not None:
             self._display(self.snapshot, publish=publish)
         output = self._output_data()
