@@ -89,8 +89,8 @@ def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run ``fn(*args, **kwargs)`` in a forked child and return its value.
 
     The child's exception is raised again here, with the child's traceback attached as its
-    ``__cause__`` (a :class:`~procmagic.core.values.RemoteTraceback`). A child that dies without
-    a value (a signal, ``os._exit``) raises :class:`~procmagic.core.values.NoResult`. ``fn`` is
+    ``__cause__`` (a :class:`~procmagic.core.value_wire.RemoteTraceback`). A child that dies without
+    a value (a signal, ``os._exit``) raises :class:`~procmagic.core.value_wire.NoResult`. ``fn`` is
     not pickled (the child has it); its value is (cloudpickle).
 
     >>> import procmagic, os
@@ -165,7 +165,7 @@ def map(fn: Callable[[Any], T], iterable: Iterable[Any], workers: int | None = N
     Items are handed out in chunks (``chunksize``; by default about four chunks per worker), each
     to the next free worker. The first exception in any worker stops every worker and is raised
     here, with that worker's traceback attached; a worker that dies raises
-    :class:`~procmagic.core.values.NoResult` naming the items it had.
+    :class:`~procmagic.core.value_wire.NoResult` naming the items it had.
     """
     _check_fn(fn)
     items = list(iterable)
