@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import builtins
 import collections
+import contextlib
 import getpass
 import io
 import json
+import signal
 import socket
 import struct
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..core.process import Process
 from .channel import INPUT
@@ -89,7 +91,6 @@ def _end_as_interrupted(text: str) -> None:
     """The cell was interrupted and the child asks again (a debugger caught the SIGINT and
     prompts anew): end it as killed by SIGINT, as an uncaught KeyboardInterrupt would."""
     import os
-    import signal
 
     try:
         print(f"\nKeyboardInterrupt ({text})", file=sys.stderr, flush=True)
@@ -271,6 +272,24 @@ def forget(proc: Process) -> None:
         _emit("answered", prompt)
 
 
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """While the frontend is asked, the notebook's interrupt raises KeyboardInterrupt again.
+
+    The foreground driver only counts SIGINT (``interrupts.InterruptLatch``), so that no
+    KeyboardInterrupt lands between a fork and its wait; but the kernel's ``raw_input`` waits for
+    the frontend's reply until a KeyboardInterrupt ends it. The driver catches one raised here
+    and forwards it to the children like a counted one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class StdinBroker:
     """Answers one spawn's prompts: asks the frontend (foreground) or holds them (``--bg``)."""
 
@@ -298,10 +317,11 @@ class StdinBroker:
             _reply(sock, INTERRUPTED, "the cell was interrupted; the child asked for input again")
             return
         try:
-            if request.get("password"):
-                line = self.kernel.getpass(text)
-            else:
-                line = self.kernel.raw_input(text)
+            with _interruptible():
+                if request.get("password"):
+                    line = self.kernel.getpass(text)
+                else:
+                    line = self.kernel.raw_input(text)
         except KeyboardInterrupt:
             raise  # the cell's interrupt: the driver forwards it to the children
         except Exception as exc:
