@@ -16,7 +16,8 @@ lines, panel snapshots, widget closes), blocks in that send for ever, and the ke
 So, on the IOPub thread:
 
 - procmagic's publisher sends on the real socket, ``iopub_thread.socket``, which that thread
-  owns (ipykernel does the same for its own welcome messages);
+  owns (ipykernel does the same for its own welcome messages), after running the sends other
+  threads queued before (``run_queued``: the order of messages stays the order of sending);
 - ``guard_iopub_thread`` makes ``iopub_thread.schedule`` run the callback at once when it is
   called on the IOPub thread itself (what its loop would do a moment later), so sends that do
   not go through procmagic (ipywidgets' comm messages: ``session.send(kernel.iopub_socket)``)
@@ -35,7 +36,7 @@ import threading
 from typing import Any, Callable
 
 __all__ = ["Context", "KernelContext", "TerminalContext", "context_for", "guard_iopub_thread",
-           "on_iopub_thread"]
+           "on_iopub_thread", "run_queued"]
 
 Publish = Callable[[str, dict[str, Any]], None]
 
@@ -85,8 +86,13 @@ class KernelContext(Context):
         def publish(msg_type: str, content: dict[str, Any]) -> None:
             ident = f"stream.{content['name']}".encode() if msg_type == "stream" else None
             raw = getattr(thread, "socket", None) if on_iopub_thread(kernel) else None
-            # on the IOPub thread: straight onto the socket it owns, never onto its own event pipe
-            session.send(raw if raw is not None else background, msg_type, content, parent=header, ident=ident)
+            if raw is not None:
+                # on the IOPub thread: after what other threads queued before (a panel's first
+                # display), straight onto the socket it owns, never onto its own event pipe
+                run_queued(thread)
+                session.send(raw, msg_type, content, parent=header, ident=ident)
+            else:
+                session.send(background, msg_type, content, parent=header, ident=ident)
 
         return publish
 
@@ -134,6 +140,24 @@ def on_iopub_thread(kernel: Any) -> bool:
     return thread is not None and thread.ident == threading.get_ident()
 
 
+def run_queued(iopub: Any) -> None:
+    """On the IOPub thread: run the sends other threads queued and the loop has not run yet
+    (``IOPubThread._events``, what its event handler runs), so a send made at once from this
+    thread keeps its place after them. Their wake-ups on the event pipe then find nothing left.
+
+    Only from procmagic's own loop callbacks, never from inside ipykernel's event handler (it
+    counts the queued events, then pops that many)."""
+    events = getattr(iopub, "_events", None)
+    if not events:
+        return
+    for _ in range(len(events)):  # the ones queued by now; more may come meanwhile
+        try:
+            event = events.popleft()
+        except IndexError:
+            return
+        event()
+
+
 def guard_iopub_thread(kernel: Any) -> Callable[[], None]:
     """Make ``kernel.iopub_thread.schedule(f)`` call ``f()`` at once when it is called on the
     IOPub thread itself (see the module's docs); returns the function that undoes it."""
@@ -145,6 +169,8 @@ def guard_iopub_thread(kernel: Any) -> Callable[[], None]:
 
     def schedule(f: Callable[[], Any]) -> Any:
         if os.getpid() == pid and on_iopub_thread(kernel):
+            # (never run_queued here: this may run inside ipykernel's own event handler, which
+            # counted the queued events before running them)
             return f()  # what the IOPub loop would run next; queueing it could block this thread
         return original(f)
 
