@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo setup bench clean typecheck test-compat lab docs chromium notebooks diagrams graphviz
+.PHONY: test demo setup bench clean typecheck test-compat lab docs chromium notebooks diagrams graphviz docs-serve executed-notebooks
 
 # A second interpreter and ipykernel 6 for the fork and kernel tests (Python 3.12+ is where the
 # fork DeprecationWarning exists). Skipped, with a note, where no Python 3.13 is installed.
@@ -92,10 +92,27 @@ notebooks: setup
 	$(VENV)/bin/jupyter-nbconvert --clear-output --inplace --log-level=WARN $(NOTEBOOK_SOURCES:.py=.ipynb)
 	$(VENV)/bin/jupytext --quiet --from py:hydrogen --set-kernel python3 --sync $(NOTEBOOK_SOURCES)
 
-# The documentation site (MkDocs), warnings as errors, into build/site.
-docs: setup
-	$(PY) -m mkdocs build --strict --quiet
-	@echo "docs: open build/site/index.html"
+# The documentation site (Material for MkDocs), warnings as errors, into build/site: it works
+# from disk (no network, search included) and `make docs-serve` serves it. The notebooks are
+# pages of the site with their outputs: each is executed (by run_notebook.py, which keeps late
+# --bg output) into docs/notebooks/, again when it or procmagic changed. An unexpected error is kept in
+# the page and reported, not fatal here: tests/notebooks is where a notebook must pass.
+EXECUTED_NOTEBOOKS = $(patsubst notebooks/%,docs/notebooks/%,$(wildcard notebooks/[0-9][0-9]-*.ipynb notebooks/solutions/*.ipynb))
+docs: setup graphviz
+	@$(MAKE) --no-print-directory -j2 executed-notebooks
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+	@echo "docs: open build/site/index.html (search works from disk too), or: make docs-serve"
+
+executed-notebooks: $(EXECUTED_NOTEBOOKS)
+PROCMAGIC_SOURCES := $(shell find procmagic -name '*.py')
+docs/notebooks/%.ipynb: notebooks/%.ipynb notebooks/run_notebook.py $(PROCMAGIC_SOURCES) $(STAMP)
+	@mkdir -p $(dir $@)
+	$(ISOLATE) $(PY) notebooks/run_notebook.py $< --out $(dir $@) --quiet --allow-errors --no-widget-state
+
+DOCS_PORT ?= 8000
+docs-serve: docs
+	@echo "docs: http://127.0.0.1:$(DOCS_PORT)/index.html (Ctrl-C stops)"
+	$(PY) -m http.server --bind 127.0.0.1 --directory build/site $(DOCS_PORT)
 
 # Every bench in bench/, one after the other (about ten minutes), then one table of figures,
 # ratios and targets (also written to build/bench/summary.md). BENCH_ARGS="--only core,queue".
@@ -103,4 +120,4 @@ bench: setup
 	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(DEMO_VENV) build artifacts *.egg-info .pytest_cache .mypy_cache
+	rm -rf $(VENV) $(DEMO_VENV) build docs/notebooks artifacts *.egg-info .pytest_cache .mypy_cache

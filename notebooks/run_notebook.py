@@ -71,21 +71,30 @@ def _coalesce(cell: Any) -> None:
     cell["outputs"] = merged
 
 
-def execute(path: str | os.PathLike[str], timeout: int = 120, kernel_name: str = "python3") -> tuple[Any, float]:
+def execute(path: str | os.PathLike[str], timeout: int = 120, kernel_name: str = "python3",
+            allow_errors: bool = False, widget_state: bool = True) -> tuple[Any, float]:
     """Execute the notebook at ``path`` in a fresh kernel (working directory: its folder).
 
     Returns ``(notebook, seconds)``. Errors in cells tagged ``raises-exception`` are allowed,
-    any other error stops the run with nbclient's ``CellExecutionError``.
+    any other error stops the run with nbclient's ``CellExecutionError``, unless
+    ``allow_errors`` (then every cell runs and the errors stay in the outputs). Without
+    ``widget_state`` the live widgets' state is left out and each widget output keeps only its
+    text fallback, so an HTML rendering needs no widget manager (nothing loaded from the network).
     """
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
-    client = LateOutputClient(nb, timeout=timeout, kernel_name=kernel_name,
+    client = LateOutputClient(nb, timeout=timeout, kernel_name=kernel_name, allow_errors=allow_errors,
                               resources={"metadata": {"path": str(path.parent)}})
     started = time.monotonic()
     client.execute()
     for cell in nb.cells:
         if cell.cell_type == "code":
             _coalesce(cell)
+            if not widget_state:
+                for output in cell.outputs:
+                    output.get("data", {}).pop("application/vnd.jupyter.widget-view+json", None)
+    if not widget_state:
+        nb.metadata.pop("widgets", None)
     return nb, time.monotonic() - started
 
 
@@ -144,13 +153,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="build/demo", help="folder for the executed notebook (and HTML)")
     parser.add_argument("--html", action="store_true", help="also write an HTML copy (nbconvert)")
     parser.add_argument("--timeout", type=int, default=120, help="seconds per cell")
+    parser.add_argument("--quiet", action="store_true", help="one line per notebook instead of the summary")
+    parser.add_argument("--allow-errors", action="store_true",
+                        help="run every cell and keep errors in the outputs (exit 0; the docs build uses it)")
+    parser.add_argument("--no-widget-state", action="store_true",
+                        help="keep only the widgets' text fallback (HTML that loads no widget manager)")
     args = parser.parse_args(argv)
 
     source = Path(args.notebook)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"executing {source} in a real kernel (no browser) ...", flush=True)
-    nb, seconds = execute(source, timeout=args.timeout)
+    if not args.quiet:
+        print(f"executing {source} in a real kernel (no browser) ...", flush=True)
+    nb, seconds = execute(source, timeout=args.timeout, allow_errors=args.allow_errors,
+                          widget_state=not args.no_widget_state)
     out_ipynb = out / source.name
     nbformat.write(nb, out_ipynb)
     out_html = None
@@ -160,8 +176,12 @@ def main(argv: list[str] | None = None) -> int:
         body, _ = HTMLExporter().from_notebook_node(nb)
         out_html = out_ipynb.with_suffix(".html")
         out_html.write_text(body, encoding="utf-8")
-    print(_summary(nb, seconds, out_ipynb, out_html))
-    return 1 if error_outputs(nb) else 0
+    errors = error_outputs(nb)
+    if args.quiet:
+        print(f"executed {source} in {seconds:.1f} s -> {out_ipynb}" + (f", {len(errors)} unexpected errors" if errors else ""))
+    else:
+        print(_summary(nb, seconds, out_ipynb, out_html))
+    return 1 if errors and not args.allow_errors else 0
 
 
 if __name__ == "__main__":
