@@ -39,7 +39,7 @@ INPUT = ord("i")  # a prompt: the child waits for the answer on the same socket 
 _DELIM = b"<IDS|MSG>"
 
 TEXT_FRAME = 64 * 1024  # bytes of stdout/stderr text in one frame
-MESSAGE_FRAME = 16 * 1024 * 1024  # one display, result or traceback (JSON)
+MESSAGE_FRAME = 8 * 1024 * 1024  # one display, result or traceback (JSON): it costs ~5x in the kernel
 INPUT_FRAME = 64 * 1024  # one prompt (JSON)
 _LIMITS = {STDOUT: TEXT_FRAME, STDERR: TEXT_FRAME, MESSAGE: MESSAGE_FRAME, INPUT: INPUT_FRAME}
 #: What a child may publish through the channel (its displayhook, display publisher, tracebacks).

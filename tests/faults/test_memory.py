@@ -42,14 +42,24 @@ def peak(kernel):
     return lambda: _mem(kernel.pid)["VmHWM"] - start
 
 
+_HUGE_WRITES = {
+    "sys.stdout.write": ("", "import sys\nsys.stdout.write('h' * {size})\nsys.stdout.flush()"),
+    "os.write(1) (C-level)": ("", "import os\ndata = b'h' * {size}\nview = memoryview(data)\n"
+                                  "while view: view = view[os.write(1, view):]"),
+    "--redirect": ("--redirect ", "import sys\nsys.stdout.write('h' * {size})\nsys.stdout.flush()"),
+}
+
+
 @pytest.mark.timeout(300)
-def test_one_huge_write_costs_the_kernel_a_bounded_amount(kernel, peak, figure):
+@pytest.mark.parametrize("how", sorted(_HUGE_WRITES))
+def test_one_huge_write_costs_the_kernel_a_bounded_amount(kernel, peak, figure, how):
     size = 300_000_000 * SOAK
-    cell = kernel.execute(f"%%spawn\nimport sys\nsys.stdout.write('h' * {size})\nsys.stdout.flush()", timeout=240)
+    options, body = _HUGE_WRITES[how]
+    cell = kernel.execute(f"%%spawn {options}\n" + body.format(size=size), timeout=240)
     grown = peak()
-    figure("kernel peak RSS growth for one 300 MB write", grown, "MB")
+    figure(f"kernel peak RSS growth for one 300 MB write, {how}", grown, "MB")
     text = cell.text()
-    assert "withheld past the cap" in text and "exited 0" in text
+    assert "withheld past the cap" in text and "exited 0" in text, text[-500:]
     assert grown < BOUND_MB, f"kernel grew {grown} MB (871 MB before the fix)"
 
 
@@ -67,3 +77,24 @@ def test_a_flood_of_printing_children_costs_the_kernel_a_bounded_amount(kernel, 
     figure("kernel peak RSS growth while they flood", grown, "MB")
     assert all("exited 0" in kernel.stream_text(c.msg_id) for c in cells)
     assert grown < BOUND_MB
+
+
+@pytest.mark.timeout(300)
+def test_a_display_past_the_message_bound_is_refused_in_the_child(kernel, peak, figure):
+    cell = kernel.execute("%%spawn\nfrom IPython.display import display\n"
+                          "display({'text/plain': 'x' * 10_000_000}, raw=True)\nprint('after')", timeout=240)
+    grown = peak()
+    figure("kernel peak RSS growth for a 10 MB display (refused)", grown, "MB")
+    assert "larger than the 8 MB one message from a child may take" in cell.text()
+    assert "after" in cell.text() and "exited 0" in cell.text()
+    assert grown < BOUND_MB
+
+
+@pytest.mark.timeout(300)
+def test_the_largest_display_allowed_costs_a_few_times_its_size(kernel, peak, figure):
+    cell = kernel.execute("%%spawn\nfrom IPython.display import display\n"
+                          "display({'text/plain': 'x' * 7_500_000}, raw=True)", timeout=240)
+    grown = peak()
+    figure("kernel peak RSS growth for a 7.5 MB display (published)", grown, "MB")
+    assert any(len(d["data"].get("text/plain", "")) == 7_500_000 for d in cell.of_type("display_data"))
+    assert grown < BOUND_MB  # the payload, its JSON, the message sent, zmq's copy: ~5x

@@ -106,4 +106,4 @@ def test_a_message_too_big_for_a_frame_becomes_a_notice(pair) -> None:
     theirs.setblocking(False)
     frames = list(FrameReader().feed(theirs.recv(1 << 20)))
     assert len(frames) == 1 and frames[0][0] == STDERR
-    assert b"larger than the 16 MB one message from a child may take" in frames[0][1]
+    assert b"larger than the 8 MB one message from a child may take" in frames[0][1]
