@@ -35,6 +35,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -290,6 +291,35 @@ def _interruptible() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+class _AskTimedOut(BaseException):
+    """--timeout ran out while the frontend was asked (not an Exception: ipykernel's input loop
+    logs and ignores those)."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float | None) -> Iterator[None]:
+    """Raise _AskTimedOut after ``seconds`` while the frontend is asked, so a foreground
+    ``--timeout`` holds while a child waits for an answer nobody gives. Uses SIGALRM only when
+    nobody else does (no handler, no interval timer running); otherwise the wait is unbounded,
+    as before."""
+    if (seconds is None or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, None)
+            or signal.getitimer(signal.ITIMER_REAL)[0] > 0):
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise _AskTimedOut
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, max(0.001, seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class StdinBroker:
     """Answers one spawn's prompts: asks the frontend (foreground) or holds them (``--bg``)."""
 
@@ -317,13 +347,16 @@ class StdinBroker:
             _reply(sock, INTERRUPTED, "the cell was interrupted; the child asked for input again")
             return
         try:
-            with _interruptible():
+            with _interruptible(), _deadline(self._time_left()):
                 if request.get("password"):
                     line = self.kernel.getpass(text)
                 else:
                     line = self.kernel.raw_input(text)
         except KeyboardInterrupt:
             raise  # the cell's interrupt: the driver forwards it to the children
+        except _AskTimedOut:
+            _reply(sock, END, f"--timeout ({self.spawn.options.timeout} s) ran out while this child waited for input")
+            return
         except Exception as exc:
             name = type(exc).__name__
             if name == "StdinNotImplementedError":
@@ -335,6 +368,12 @@ class StdinBroker:
             _reply(sock, REFUSED, message)
             return
         _reply(sock, ANSWER, line)
+
+    def _time_left(self) -> float | None:
+        timeout = self.spawn.options.timeout
+        if not timeout:
+            return None
+        return self.spawn.started_at + timeout - time.time()
 
     def _hold(self, proc: Process, sock: socket.socket, text: str, request: dict[str, Any]) -> None:
         prompt = Prompt(proc, text, bool(request.get("password")), bool(request.get("debugger")), sock)

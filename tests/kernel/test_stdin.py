@@ -160,3 +160,15 @@ def test_ipython_set_trace_and_an_interrupt_in_the_debugger(k):
     assert cell.reply["status"] == "error" and cell.reply["ename"] == "KeyboardInterrupt"
     assert "tracer" in cell.text() and "killed by SIGINT" in cell.text()
     no_more_prompts(k)
+
+
+def test_timeout_holds_while_the_frontend_is_asked(k):
+    cell = Cell(k.kc.execute("%%spawn --timeout 2 --name slowpoke\ninput('answer me? ')", allow_stdin=True,
+                             stop_on_error=False))
+    msg = k.kc.get_stdin_msg(timeout=60)
+    assert msg["content"]["prompt"] == "answer me? "  # and nobody answers
+    k.finish(cell, 60)
+    text = cell.text()
+    assert "time-out after 2.0 s" in text and "slowpoke" in text and "timed out" in text
+    again, prompts = run(k, "%%spawn\nprint(input('still asking? '))", ["yes"])  # the next answer is not stale
+    assert prompts == ["still asking? "] and "yes" in again.text("stdout")
