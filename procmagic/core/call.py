@@ -240,15 +240,22 @@ class _Mapper:
         return self.results
 
     def _collect(self) -> None:
+        # The exit fds are held open while polled: a reaper on another thread (the kernel's
+        # IOPub loop) may reap a worker meanwhile, and must not close an fd this poll still uses.
+        with contextlib.ExitStack() as held:
+            exit_fds = [held.enter_context(p.hold_exit_fd()) for p in self.procs]
+            self._collect_with(exit_fds)
+
+    def _collect_with(self, exit_fds: list[int | None]) -> None:
         poller = select.poll()
         by_fd: dict[int, tuple[str, int]] = {}
-        for w, (proc, channel) in enumerate(zip(self.procs, self.channels)):
+        for w, (exit_fd, channel) in enumerate(zip(exit_fds, self.channels)):
             poller.register(channel.fileno(), select.POLLIN)
             by_fd[channel.fileno()] = ("value", w)
-            if proc.exit_fd is not None:
-                poller.register(proc.exit_fd, select.POLLIN)
-                by_fd[proc.exit_fd] = ("exit", w)
-        polled = [w for w, p in enumerate(self.procs) if p.exit_fd is None]
+            if exit_fd is not None:
+                poller.register(exit_fd, select.POLLIN)
+                by_fd[exit_fd] = ("exit", w)
+        polled = [w for w, fd in enumerate(exit_fds) if fd is None]
         gone: set[int] = set()
         while self.left:
             ended: list[int] = []
@@ -322,7 +329,8 @@ async def wait_async(proc: Process, timeout: float | None = None) -> ExitStatus:
     if proc.exitstatus is None:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        fd = os.dup(proc.exit_fd) if proc.exit_fd is not None else None  # a reader of our own
+        with proc.hold_exit_fd() as exit_fd:  # a reader of our own, on a copy of the pidfd
+            fd = os.dup(exit_fd) if exit_fd is not None else None
 
         def check() -> None:
             if not done.done() and not proc.is_alive():

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -109,10 +110,16 @@ class ResultChannel:
 
     def outcome(self, proc: "Process", timeout: float | None = None) -> Outcome:
         """As :meth:`receive`, but returns the :class:`Outcome` instead of raising."""
-        import time
-
         deadline = None if timeout is None else time.monotonic() + timeout
-        pidfd = proc.exit_fd
+        with proc.hold_exit_fd() as pidfd:  # open while polled, whoever reaps the child
+            self._wait(proc, pidfd, deadline, timeout)
+        status = proc.join()
+        outcome = self.finish(status)
+        record(proc, outcome)
+        return outcome
+
+    def _wait(self, proc: "Process", pidfd: int | None, deadline: float | None, timeout: float | None) -> None:
+        """Read until a message came or the child ended (and what it sent is read)."""
         poller = select.poll()
         poller.register(self.parent.fileno(), select.POLLIN)
         if pidfd is not None:
@@ -134,10 +141,6 @@ class ResultChannel:
                 ended = True
             if ended:
                 self.read()  # all it sent before exiting is in the socket now
-        status = proc.join()
-        outcome = self.finish(status)
-        record(proc, outcome)
-        return outcome
 
     def finish(self, status: "ExitStatus | None") -> Outcome:
         """The outcome once the child has ended (its status), from what was received."""
