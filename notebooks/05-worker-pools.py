@@ -38,6 +38,14 @@ print("sum of squares from the workers:", sum(parts))
 print("checked in the kernel:          ", sum(x * x for x in numbers))
 
 # %% [markdown]
+# Each worker's status line says "peak rss" of well over 100 MB. That is not four copies of
+# the kernel: RSS counts every page a process can touch *now*, shared pages included, and all
+# of them are shared with the kernel right after the fork. What a worker really costs is its
+# private memory (`uss`), the pages it copied. Here that is more than you might think: slicing
+# and summing a list of two million Python ints touches their reference counts, which copies
+# the pages they sit on. `09-memory-signals-pipes` measures it (lists against arrays).
+
+# %% [markdown]
 # ## A work queue
 #
 # Splitting by index is fine when every item costs the same. When they do not, let the

@@ -105,3 +105,24 @@ def test_notebook_runs_top_to_bottom_and_shows_what_it_teaches(name):
             )
 
     assert seconds < BUDGET_SECONDS, f"{name} took {seconds:.1f} s; a notebook must run in under a minute"
+
+
+def test_saving_in_jupyterlab_writes_both_halves(tmp_path):
+    """JupyterLab saves through jupytext's contents manager (installed with the test extra, enabled
+    as a server extension): saving the .ipynb rewrites the .py source too, cell ids kept."""
+    import shutil
+
+    for name in ("jupytext.toml", "01-tour.ipynb", "01-tour.py"):
+        shutil.copy(NOTEBOOKS / name, tmp_path / name)
+    manager = jupytext.TextFileContentsManager(root_dir=str(tmp_path))
+    model = manager.get("01-tour.ipynb")
+    nb = model["content"]
+    ids_before = [cell["id"] for cell in nb["cells"]]
+    nb["cells"][0]["source"] = "# A tour of procmagic, edited in JupyterLab"
+    manager.save({"type": "notebook", "content": nb}, "01-tour.ipynb")
+
+    assert "# # A tour of procmagic, edited in JupyterLab" in (tmp_path / "01-tour.py").read_text(encoding="utf-8")
+    saved = nbformat.read(tmp_path / "01-tour.ipynb", as_version=4)
+    assert [cell.id for cell in saved.cells] == ids_before
+    source = jupytext.read(tmp_path / "01-tour.py", fmt="py:percent")
+    assert [c.source for c in source.cells] == [c.source for c in saved.cells]
