@@ -107,6 +107,7 @@ def runtime_dir() -> str:
     try:
         _base = _make_private_dir(path)
     except OSError as exc:
+        _sweep_fallbacks()
         _base = tempfile.mkdtemp(prefix=f"procmagic-{os.geteuid()}-")  # 0700, a name nobody can guess
         atexit.register(_remove_fallback, _base, os.getpid())
         if not _warned:
@@ -114,6 +115,28 @@ def runtime_dir() -> str:
             print(f"procmagic: not using {path} ({exc.strerror if not isinstance(exc, UnsafeDirectory) else exc}); "
                   f"private files go to {_base} instead", file=sys.__stderr__)
     return _base
+
+
+def _sweep_fallbacks() -> None:
+    """Fallback directories of dead processes (a SIGKILLed kernel never removed its own): sweep
+    the dead process directories in each one of this user's, then remove it if it is empty."""
+    tmp = tempfile.gettempdir()
+    prefix = f"procmagic-{os.geteuid()}-"
+    try:
+        names = [n for n in os.listdir(tmp) if n.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(tmp, name)
+        try:
+            verify_private_dir(path)
+        except OSError:
+            continue  # not ours, or not private: never touched
+        sweep_stale(path)
+        try:
+            os.rmdir(path)  # only if empty: a live process's directory keeps it
+        except OSError:
+            pass
 
 
 def _remove_fallback(path: str, pid: int) -> None:

@@ -131,3 +131,16 @@ def test_the_process_dir_goes_at_exit_and_dead_ones_are_swept(tmp_path: Path) ->
     assert not os.path.exists(out["dir"])  # removed at the interpreter's exit
     assert not dead.exists() and not old_layout.exists()
     assert mine.exists() and foreign.exists() and old_alive.exists()
+
+
+def test_fallback_directories_of_dead_kernels_are_swept(tmp_path: Path) -> None:
+    (tmp_path / "procmagic").symlink_to(tmp_path)  # forces the fallback
+    dead = tmp_path / f"procmagic-{os.geteuid()}-deadbeef"
+    (dead / "999999999.1").mkdir(parents=True, mode=0o700)
+    os.chmod(dead, 0o700)
+    live = tmp_path / f"procmagic-{os.geteuid()}-alive000"
+    (live / f"{os.getpid()}.{runtime.start_ticks(os.getpid())}").mkdir(parents=True, mode=0o700)
+    os.chmod(live, 0o700)
+    _run(tmp_path, "out['dir'] = runtime.process_dir()", tmp=tmp_path)
+    assert not dead.exists()
+    assert live.exists()
