@@ -31,6 +31,7 @@ __all__ = ["RemoteChild", "RemoteSpawn", "remote_spawns", "POLL_INTERVAL", "LOST
 
 POLL_INTERVAL = 1.0  # seconds between two state questions to an engine
 LOST_AFTER = 5.0  # seconds an engine may leave a question unanswered before it counts as lost
+START_TIMEOUT = 60.0  # seconds every engine has to start its children (a busy engine answers late)
 
 _numbers = itertools.count(1)
 _history: Deque["RemoteSpawn"] = collections.deque(maxlen=100)
@@ -98,7 +99,7 @@ class RemoteSpawn:
             raise _EngineGone(str(exc)) from None
 
     # -- starting ------------------------------------------------------------------------------
-    def start(self, source: str, cell_number: int | None, start_timeout: float = 60.0) -> None:
+    def start(self, source: str, cell_number: int | None, start_timeout: float | None = None) -> None:
         """Fork on every target engine; raises RuntimeError naming each engine that failed
         (the children that did start on other engines are stopped first)."""
         remote_options = {
@@ -119,7 +120,7 @@ class RemoteSpawn:
             pending[engine] = self.view(engine).apply_async(agent.start, header, source, remote_options,
                                                             settings, cell_number, bool(self.result_var))
         failures = []
-        deadline = time.monotonic() + start_timeout
+        deadline = time.monotonic() + (START_TIMEOUT if start_timeout is None else start_timeout)
         for engine, ar in pending.items():
             run = self.runs[engine]
             try:
@@ -127,6 +128,11 @@ class RemoteSpawn:
             except Exception as exc:  # RemoteError, EngineError, TimeoutError: say which engine
                 failures.append(f"engine {engine}: {_remote_error_text(exc)}")
                 run.lost = not ar.ready()
+                if run.lost:  # busy or gone: if the request still waits in its queue, it never runs
+                    try:
+                        self.client.abort(ar.msg_ids, targets=[engine], block=False)
+                    except Exception:
+                        pass
                 continue
             if "refused" in info:
                 failures.append(f"engine {engine}: {info['refused']}")

@@ -159,6 +159,20 @@ def test_the_terminate_button_of_a_background_spawn_signals_its_remote_children(
     assert cluster.engine_alive(0) and cluster.engine_alive(1)
 
 
+def test_a_busy_engine_makes_the_start_fail_without_leaving_children(nb, cluster):
+    busy = cluster.client[1].apply_async(__import__("time").sleep, 8)
+    try:
+        nb.execute("import procmagic.engines.remote as _r\n_r.START_TIMEOUT = 2.0", timeout=30)
+        cell = nb.execute("%%spawn --engines all --view rc\nimport time\ntime.sleep(30)\n", timeout=90)
+        message = cell.text() + str(cell.reply.get("evalue"))
+        assert "engine 1: no answer" in message and "were stopped" in message, message
+    finally:
+        nb.execute("_r.START_TIMEOUT = 60.0", timeout=30)
+        busy.get(timeout=30)
+    time.sleep(1.0)  # the aborted start request would have run now, after the busy task
+    assert no_forks_left(cluster)
+
+
 def test_bad_options_say_what_to_do(nb):
     cell = nb.execute("%%spawn --engines some --view rc\npass\n", timeout=30)
     assert "--engines must be 'all', a count N" in cell.text() + str(cell.errors()), cell.outputs
