@@ -17,6 +17,7 @@ from typing import Any, Callable
 from . import pool_bus as _pool_bus
 from .errors import NoQueue, ProcessStateError
 from .process import Process
+from .queue_handle import PARENT
 
 __all__ = ["WorkerStop", "CTRL"]
 
@@ -102,8 +103,6 @@ class _WorkerSide:
         if self.queue is not None:
             # The worker's own Process carries the pool's queue, with the pool's routing: it pops
             # what is sent to this worker (type wid + 1 in orient mode) and pushes to the parent.
-            from .queue_handle import PARENT
-
             proc.use_queue(self.queue, mode=self.mode, me=wid + 1, peer=PARENT)
             self.queue = proc.queue
         if self._bus is not None:
