@@ -62,3 +62,17 @@ def test_the_interrupt_button_stops_a_pool_blocking_its_cell_with_its_callbacks(
     assert cell.reply["status"] == "error" and cell.reply["ename"] == "KeyboardInterrupt"
     _check_gone(queue_id, pids)
     assert kernel.execute(_REPORT).text().strip() == _EXPECTED
+
+
+def test_sigusr1_to_an_idle_kernel_reloads_its_pool(kernel):
+    cell = kernel.execute(_POOL + "pool.start(block=False)")
+    queue_id, pids = _ready(kernel, cell)
+    os.kill(kernel.pid, signal.SIGUSR1)  # between cells: the pool's handler reloads it at once
+    check = f"print(pool.running, sorted(events), not {set(pids)!r} & {{p.pid for p in pool.workers.values()}})"
+    for _ in range(100):  # bounded: the reload normally ends before the kernel takes this cell
+        text = kernel.execute(check).text().strip()
+        if "'exit 1 0'" in text:
+            break
+    assert text == "True ['exit 0 0', 'exit 1 0'] True", text  # both replaced, by the ladder, still running
+    kernel.execute("pool.shutdown()")
+    _check_gone(queue_id, pids)
