@@ -40,21 +40,36 @@ GRACE = 2.0
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "watcher_main.py")
 
 _write_fd: int | None = None
+_ready_fd: int | None = None  # the watcher writes its pid here once it runs (read on demand)
 _pid: int | None = None
 _owner: int | None = None  # the pid that started it (a forked child starts its own)
+_broken = False  # the watcher could not be started here: do not try at every fork
 
 
-def watcher_pid() -> int | None:
-    """The pid of this process's watcher, None before the first fork (or if it failed)."""
-    return _pid if _owner == os.getpid() else None
+def watcher_pid(timeout: float = 10.0) -> int | None:
+    """The pid of this process's watcher (waiting up to ``timeout`` s for it to say so), None
+    before the first fork or if it could not start."""
+    global _ready_fd, _pid
+    if _owner != os.getpid():
+        return None
+    if _pid is None and _ready_fd is not None:
+        text = _read_all(_ready_fd, timeout)
+        os.close(_ready_fd)
+        _ready_fd = None
+        _pid = int(text) if text.isdigit() else None
+    return _pid
 
 
 def ensure() -> bool:
-    """Start the watcher if this process has none yet; True when one is running. Called by
-    ``Process.start()`` before it forks (never inside the fork's critical section)."""
-    global _write_fd, _pid, _owner
+    """Start the watcher if this process has none yet; True when one was started. Called by
+    ``Process.start()`` before it forks (never inside the fork's critical section). It costs a
+    ``/bin/sh`` (a few ms) once per process: the watcher itself starts in the background, and
+    what is written to it meanwhile waits in the pipe."""
+    global _write_fd, _ready_fd, _owner, _broken
     if _owner == os.getpid() and _write_fd is not None:
         return True
+    if _broken:
+        return False
     _forget()
     try:
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
@@ -72,30 +87,23 @@ def ensure() -> bool:
             pass_fds=(read_fd, ready_w), start_new_session=True, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
         )
-        shell.wait()
-        os.close(read_fd)
-        read_fd = -1
-        os.close(ready_w)
-        ready_w = -1
-        pid_text = _read_all(ready_r)
+        code = shell.wait()
     except (OSError, subprocess.SubprocessError):
-        for fd in (read_fd, ready_w, write_fd):
-            if fd >= 0:
-                os.close(fd)
-        os.close(ready_r)
-        return False
-    os.close(ready_r)
-    if not pid_text.isdigit():
-        os.close(write_fd)
+        code = -1
+    os.close(read_fd)  # the watcher holds it now (or nobody: then writes fail and we stop)
+    os.close(ready_w)
+    if code != 0 or not sys.executable:
+        for fd in (write_fd, ready_r):
+            os.close(fd)
+        _broken = True
         return False
     os.set_blocking(write_fd, False)
-    _write_fd, _pid, _owner = write_fd, int(pid_text), os.getpid()
+    _write_fd, _ready_fd, _owner = write_fd, ready_r, os.getpid()
     return True
 
 
-def _read_all(fd: int, timeout: float = 10.0) -> str:
-    """The watcher's pid, as it writes it once started (bounded: a watcher that cannot start
-    must not hold up a fork)."""
+def _read_all(fd: int, timeout: float) -> str:
+    """What the watcher wrote on ``fd`` until it closed it (bounded)."""
     chunks: list[bytes] = []
     poller = select.poll()
     poller.register(fd, select.POLLIN)
@@ -118,7 +126,7 @@ def _send(line: str) -> None:
         os.write(fd, line.encode())
     except BlockingIOError:
         pass  # the watcher is stuck: this group goes unwatched rather than block a fork
-    except OSError:  # the watcher died: the next ensure() starts another
+    except OSError:  # nobody reads (the watcher died, or never started): the next ensure() retries
         _forget()
 
 
@@ -133,13 +141,15 @@ def untrack(pgid: int) -> None:
 
 
 def _forget() -> None:
-    global _write_fd, _pid, _owner
-    fd, _write_fd, _pid, _owner = _write_fd, None, None, None
-    if fd is not None:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    global _write_fd, _ready_fd, _pid, _owner
+    fds = (_write_fd, _ready_fd)
+    _write_fd, _ready_fd, _pid, _owner = None, None, None, None
+    for fd in fds:
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 # Every process forked from here (procmagic's children, multiprocessing's, a bare os.fork)

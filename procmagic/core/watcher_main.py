@@ -46,7 +46,10 @@ def main(argv: list[str]) -> None:
     fd, grace, sid, ready = int(argv[1]), float(argv[2]), int(argv[3]), int(argv[4])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C or a kernel's interrupt
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    os.write(ready, str(os.getpid()).encode())
+    try:
+        os.write(ready, str(os.getpid()).encode())
+    except OSError:
+        pass  # the parent is gone already (it never asked for this pid): still do the job
     os.close(ready)
     groups: set[int] = set()
     buf = b""
