@@ -3,6 +3,8 @@ kernel's resident memory grows by at most a few tens of MB."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from .conftest import SOAK
@@ -68,7 +70,7 @@ def test_a_flood_of_printing_children_costs_the_kernel_a_bounded_amount(kernel, 
     seconds = 5 * SOAK
     # published output waits in zmq until the frontend takes it: bounded by output_cap per
     # spawn, not by procmagic's buffers (docs/reliability.md); 4 spawns x 1 MB here
-    kernel.execute("%config ProcMagics.output_cap = 1_000_000")
+    kernel.execute("%config ProcMagics.output_cap = 1_000_000\n%config ProcMagics.log_limit = 2_000_000")
     cells = [kernel.execute(f"%%spawn --bg --name flood{i} -n 2\nimport time\nend = time.time() + {seconds}\n"
                             "while time.time() < end: print('flood ' * 20)") for i in range(4)]
     kernel.execute("%wait", timeout=240)
@@ -77,6 +79,13 @@ def test_a_flood_of_printing_children_costs_the_kernel_a_bounded_amount(kernel, 
     figure("kernel peak RSS growth while they flood", grown, "MB")
     assert all("exited 0" in kernel.stream_text(c.msg_id) for c in cells)
     assert grown < BOUND_MB
+    # and the disk: each spawn's log stops at log_limit, and its cell says so
+    logs = [line.split(" of output are in ")[1].strip() for c in cells
+            for line in kernel.stream_text(c.msg_id).splitlines() if " of output are in " in line]
+    assert len(logs) == len(cells), [kernel.stream_text(c.msg_id)[-300:] for c in cells]
+    sizes = [os.path.getsize(path) for path in logs]
+    figure("largest log of a flooding spawn (log_limit 2 MB)", max(sizes) // 1024, "KB")
+    assert max(sizes) <= 2_000_000 * 1.01 + 200
 
 
 @pytest.mark.timeout(300)
