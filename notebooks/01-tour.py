@@ -182,6 +182,8 @@ print("the thread is gone: forking is safe again")
 # - `04-signals-and-alarms`: handlers, interval timers, time-outs, `kill`/`wait`, zombies.
 # - `05-worker-pools`: `%%spawn -n N`, work queues, respawn and shutdown.
 # - `06-debugging-with-fork`: experiments on a copy of your state, crashes, deadlocks.
+# - `08-fork-by-hand`: the same system calls made by hand, with the fd table before and after.
+# - `09-memory-signals-pipes`: copy-on-write measured, orphans, merged signals, back-pressure.
 #
 # The documentation (`make docs`, then `build/site/index.html`) has the full reference.
 
