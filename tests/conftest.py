@@ -103,3 +103,9 @@ def no_leaks(request):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "allow_leaks: skip the leak check (the test checks on its own)")
+    # A shell that starts a command in the background without job control (`make test &` in a
+    # script, some CI runners) starts it with SIGINT ignored, and an ignored signal stays ignored
+    # across fork and exec: the kernels and children these tests start would never see an
+    # interrupt. The tests are about interrupts reaching them, so give SIGINT back its default.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
