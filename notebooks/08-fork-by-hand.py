@@ -115,7 +115,7 @@ def state(pid):
     except FileNotFoundError:
         return "gone"
 
-for _ in range(100):                           # echo may still be on its way out
+for _ in range(500):                           # echo may still be on its way out (5 s at most)
     if state(pid) == "Z":
         break
     time.sleep(0.01)
