@@ -37,6 +37,8 @@ def test_plain_values_and_worker_lists(k):
     assert value_of(k, "per_worker") == "[0, 10, 20]"
     k.execute("%%spawn --result nothing\nx = 1")  # no last expression: None, as the cell shows
     assert value_of(k, "nothing") == "None"
+    k.execute("%%spawn --result redirected --redirect --pipe none\nimport os\nos.system('echo hi')\n'via ' + 'redirect'")
+    assert value_of(k, "redirected") == "'via redirect'"
 
 
 def test_notebook_classes_closures_and_large_arrays(k):
