@@ -194,22 +194,27 @@ class ProcMagics(Magics):
             if warning:
                 print(warning, file=sys.stderr, flush=True)
         spawn = self.integration.new_spawn(options, source)
-        collector = ResultCollector(spawn, options.result, self.shell) if options.result else None
-        relay = wants_relay(self.ctx, options)
-        if relay:
-            StdinBroker(spawn, self.ctx.kernel)
         panel = self._show_panel(spawn)
-        target = make_target(self.shell, source, current_cell_number(self.shell),
-                             on_result=collector.send_from_child if collector else None)
-        target = child_io(target, self.shell, relay, options.pdb)
+        cell_number = current_cell_number(self.shell)
         with self.integration.interrupts() as latch:
+            # --result's channels and the stdin relay are made under the latch: an interrupt
+            # before them leaves nothing, one after them reaches the except below
+            collector = broker = None
             try:
-                spawn.start(collector.wrap(target) if collector else target)
+                relay = wants_relay(self.ctx, options)
+                broker = StdinBroker(spawn, self.ctx.kernel) if relay else None
+                collector = ResultCollector(spawn, options.result, self.shell) if options.result else None
+                target = make_target(self.shell, source, cell_number,
+                                     on_result=collector.send_from_child if collector else None)
+                target = child_io(target, self.shell, relay, options.pdb, collector)
+                spawn.start(target)
                 if collector is not None:
                     collector.after_start()
             except BaseException as exc:
                 if collector is not None:
                     collector.abort()
+                if broker is not None:
+                    broker.close()
                 if panel is not None:
                     panel.fail(exc)
                 if isinstance(exc, ForkRefused):

@@ -87,11 +87,14 @@ def install_debugger(proc: Process, shell: Any, post_mortem: bool) -> None:
             shell.call_pdb = True  # as %pdb on: IPython opens the debugger at an uncaught exception
 
 
-def child_io(target: Any, shell: Any, relay: bool, post_mortem: bool) -> Any:
-    """Wrap a spawn's target: in the child, first the stdin relay (in a kernel), then the debugger."""
+def child_io(target: Any, shell: Any, relay: bool, post_mortem: bool, collector: Any = None) -> Any:
+    """Wrap a spawn's target (made by ``cell.make_target``): in the child, the stdin relay (in a
+    kernel), the debugger, and ``--result``'s channel (``collector``) before the body runs."""
     from .stdin import install_relay
 
     def run_with_io(proc: Process) -> Any:
+        if collector is not None:
+            collector.claim(proc)
         if relay:
             install_relay(proc)
         install_debugger(proc, shell, post_mortem)

@@ -41,13 +41,10 @@ class ResultCollector:
         self._unsubscribe = spawn_mod.subscribe(self._on_spawn)
 
     # -- the child's side ------------------------------------------------------------------------
-    def wrap(self, target: Any) -> Any:
-        """The child's target, which first closes its siblings' channel ends."""
-        def run_with_result(proc: Process) -> Any:
-            claim_in_child(self.channels[proc.worker or 0])
-            return target(proc)
-
-        return run_with_result
+    def claim(self, proc: Process) -> None:
+        """In the child, first: close the siblings' channel ends (``send_from_child`` sends the
+        value once the body has run, as ``cell.make_target``'s ``on_result``)."""
+        claim_in_child(self.channels[proc.worker or 0])
 
     def send_from_child(self, proc: Process, execution: Any) -> None:
         """In the child, once the body has run: send the last expression's value, or why not."""

@@ -329,6 +329,10 @@ class StdinBroker:
         spawn.router.on_input = self.on_input
         self._unsubscribe = _subscribe_spawn(spawn)
 
+    def close(self) -> None:
+        """The spawn never started: stop listening for it."""
+        self._unsubscribe()
+
     def on_input(self, worker: int | None, sock: socket.socket, payload: bytes) -> None:
         try:
             request = json.loads(payload)
