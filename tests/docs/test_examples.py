@@ -1,6 +1,6 @@
 """The docs' examples, executed, so what the pages claim stays true.
 
-A fenced block in ``docs/*.md`` right after an ``<!-- run -->`` comment is a runnable example
+A fenced block in ``docs/*.md`` (and the README) right after an ``<!-- run -->`` comment is a runnable example
 (``<!-- run: raises -->``: one that must show an exception). The runnable blocks of one page run
 in order, as the cells of one notebook, in a fresh python3 kernel, with ``notebooks/run_notebook.py``
 (so late ``%%spawn --bg`` output is kept in its cell). A block after an ``<!-- output -->`` comment
@@ -95,7 +95,7 @@ def unmatched(expected: list[str], text: str, any_order: bool = False) -> str | 
     return None
 
 
-PAGES = sorted(p for p in DOCS.glob("*.md") if examples(p))
+PAGES = sorted(p for p in [*DOCS.glob("*.md"), ROOT / "README.md"] if examples(p))
 
 
 def _runner():
@@ -114,7 +114,8 @@ def test_the_matcher_can_fail():
 
 
 def test_pages_have_runnable_examples():
-    assert {p.name for p in PAGES} >= {"index.md", "getting-started.md", "magics.md", "concepts.md"}
+    assert {p.name for p in PAGES} >= {"README.md", "index.md", "getting-started.md", "magics.md", "concepts.md",
+                                       "errors.md"}
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
