@@ -53,3 +53,22 @@ def test_many_bg_cells_ending_together_leave_the_kernel_answering(kernel, figure
                     for i, c in enumerate(msgs)), timeout=120)
     probe = kernel.execute("1+1", timeout=60)
     assert probe.reply["status"] == "ok"
+
+
+def test_thousands_of_sends_in_one_iopub_iteration_do_not_block_it(kernel, figure):
+    """The rule itself: 5,000 sends through kernel.iopub_socket from one callback on the IOPub
+    thread (more than its event pipe holds: about 2,000) leave the kernel answering."""
+    burst = kernel.execute(
+        "import threading\nk = get_ipython().kernel\nhdr = k.get_parent()\ndone = threading.Event()\n"
+        "def burst():\n"
+        "    for i in range(5000):\n"
+        "        k.session.send(k.iopub_socket, 'stream', {'name': 'stdout', 'text': ''}, parent=hdr)\n"
+        "    done.set()\n"
+        "k.iopub_thread.io_loop.asyncio_loop.call_soon_threadsafe(burst)\n"
+        "print('burst ran:', done.wait(60))")
+    assert "burst ran: True" in burst.text()
+    assert kernel.execute("1+1", timeout=60).reply["status"] == "ok"
+    got = sum(1 for m in kernel.outputs(burst.msg_id) if m["msg_type"] == "stream" and m["content"]["text"] == "")
+    figure("empty sends of the burst that reached the client (PUB drops past its high-water mark)", got, "messages")
+    undone = kernel.execute("%unload_ext procmagic\nprint('schedule' in vars(k.iopub_thread))")
+    assert "False" in undone.text()  # %unload_ext gives ipykernel its own method back
