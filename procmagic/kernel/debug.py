@@ -11,6 +11,7 @@ it points at debugpy, which a forked child can never reach.
 
 from __future__ import annotations
 
+import os
 import pdb
 import sys
 from typing import Any
@@ -70,6 +71,8 @@ def install_debugger(proc: Process, shell: Any, post_mortem: bool) -> None:
     cls = _debugger_class()
 
     def breakpointhook(*args: Any, **kwargs: Any) -> None:
+        if os.environ.get("PYTHONBREAKPOINT") == "0":
+            return  # breakpoints switched off, as Python's own hook honours it
         cls().set_trace(sys._getframe(1))
 
     sys.breakpointhook = breakpointhook
