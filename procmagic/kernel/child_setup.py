@@ -198,8 +198,10 @@ def setup_child(proc: Process, kernel: Any, shell: Any, close_fds: list[int]) ->
     """The kernel child hook's body (see module docs)."""
     # The kernel's sockets as they were at the fork (a surviving child must not keep its ports
     # or a frontend's connections): found by prepare_parent just before a spawn forks, else
-    # here; then zmq's and the loops' eventfd/epoll descriptors, found at %load_ext.
-    found = _at_fork[1] if _at_fork is not None and _at_fork[0] == os.getppid() else None
+    # (a plain Process started in the kernel) here; then zmq's and the loops' eventfd/epoll
+    # descriptors, found at %load_ext.
+    spawned = wiring_of(proc) is not None
+    found = _at_fork[1] if spawned and _at_fork is not None and _at_fork[0] == os.getppid() else None
     if found is None and kernel is not None:
         found = kernel_socket_fds(kernel_ports(kernel))
     close_kernel_sockets(found or [])

@@ -61,6 +61,13 @@ def test_a_child_holds_no_socket_of_any_kernel_port_even_after_a_second_frontend
             bg = kernel.execute(f"%%spawn --bg -n 2\nPORTS = {sorted(ports)!r}\n{_HELD}")
             assert kernel.collect_until(lambda: kernel.stream_text(bg.msg_id).count("held kernel sockets: 0 []") == 2,
                                         timeout=60), kernel.stream_text(bg.msg_id)
+        # a plain Process started in the kernel (no %%spawn) drops them too
+        plain = kernel.execute(
+            f"import procmagic\nPORTS = {sorted(ports)!r}\n"
+            f"def body(p):\n    import os\n    exec({_HELD!r}, {{'PORTS': PORTS}})\n"
+            "child = procmagic.Process(body, redirect=True)\nchild.start()\nchild.join(60)\n"
+            "print(child.read(65536).decode())\nchild.close()")
+        assert "held kernel sockets: 0 []" in plain.text(), plain.text()
         figure("kernel sockets held by a child", 0, "sockets")
     finally:
         second.stop_channels()
