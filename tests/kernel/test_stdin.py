@@ -118,7 +118,8 @@ def test_background_prompt_waits_and_is_answered_from_a_later_cell(k):
 def test_background_debugger_state(k):
     cell = k.execute("%%spawn --bg --name dbg\nz = 1\nbreakpoint()\nprint('z', z)")
     assert k.wait_for_text(cell.msg_id, "dbg is in the debugger")
-    state = k.execute("print(state_of(procmagic.get('dbg')))")
+    state = k.execute("from procmagic.widgets.facts import state_of\nimport procmagic\n"
+                      "from procmagic.kernel.stdin import answer\nprint(state_of(procmagic.get('dbg')))")
     assert "in debugger" in state.text()
     k.execute("answer('dbg', 'z = 2')")
     assert k.wait_for_text(cell.msg_id, "dbg is in the debugger", timeout=30)
