@@ -40,6 +40,7 @@ Publish = Callable[[str, dict[str, Any]], None]
 _READ = 256 * 1024
 _BIG_READ = 64 * 1024  # a read this large means more is waiting: read again at once
 _SPORADIC = 8 * 1024  # at most this much in one read is a sporadic print, not a stream
+_LOG_HEAD = 64 * 1024  # characters of a log kept in memory before the file is created
 _SNDBUF = 1024 * 1024  # asked for a child's end (Linux doubles it, capped by net.core.wmem_max)
 
 
@@ -151,6 +152,8 @@ class Router:
         self._log: Any = None
         self._log_written = 0
         self._log_state = "unopened"  # "open", "full" (the limit), "failed" (could not write)
+        self._head: list[str] = []  # the log's first characters, kept in memory until it is needed
+        self._head_size = 0
         self._notices: list[str] = []  # log notices, kept out of the cap's count
         self.messages = 0
         self.bad_frames = 0
@@ -343,6 +346,7 @@ class Router:
         self._stream(name, text)
         if count and self.published >= self.cap and not self._cap_noticed:
             self._cap_noticed = True
+            self._open_log()  # what waited in memory goes to the file the notice names
             kept = f"kept in {self._log_path}" if self._log_state == "open" else "not kept (see above)"
             self._stream("stderr", (
                 f"\n[procmagic] output reached the cap of {_size(self.cap)} "
@@ -385,17 +389,40 @@ class Router:
     # -- the log -------------------------------------------------------------------------------
     def _write_log(self, text: str) -> None:
         """Keep ``text`` in the spawn's log: a private file (created exclusively, never through a
-        symlink, mode 0600), at most ``log_limit`` characters."""
+        symlink, mode 0600), at most ``log_limit`` characters. The first ``_LOG_HEAD``
+        characters wait in memory: a spawn that prints little never touches the disk."""
         if self._log_name is None or self._log_state in ("full", "failed"):
             return
+        if self._log_state == "unopened":
+            if self._head_size + len(text) <= _LOG_HEAD:
+                self._head.append(text)
+                self._head_size += len(text)
+                return
+            if not self._open_log():
+                return
+        self._log_text(text)
+
+    def _open_log(self) -> bool:
+        """Create the log and write what waited in memory; False when it cannot be written."""
+        if self._log_state != "unopened" or self._log_name is None:
+            return self._log_state == "open"
         try:
-            if self._log is None:
-                directory = self._log_dir or runtime.process_dir()
-                if self._log_dir:
-                    os.makedirs(directory, mode=0o700, exist_ok=True)
-                self._log_path, self._log = runtime.open_private(directory, self._log_name, "w", encoding="utf-8",
-                                                                 errors="replace")
-                self._log_state = "open"
+            directory = self._log_dir or runtime.process_dir()
+            if self._log_dir:
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+            self._log_path, self._log = runtime.open_private(directory, self._log_name, "w", encoding="utf-8",
+                                                             errors="replace")
+        except OSError as exc:
+            self._log_failed(exc)
+            return False
+        self._log_state = "open"
+        head, self._head, self._head_size = "".join(self._head), [], 0
+        if head:
+            self._log_text(head)
+        return self._log_state == "open"
+
+    def _log_text(self, text: str) -> None:
+        try:
             room = self.log_limit - self._log_written
             if len(text) >= room:
                 self._log.write(text[:room])
@@ -411,16 +438,20 @@ class Router:
             self._log.write(text)
             self._log_written += len(text)
         except OSError as exc:
-            self._log_state = "failed"
-            if self._log is not None:
-                try:
-                    self._log.close()
-                except OSError:
-                    pass
-                self._log = None
-            where = self._log_path or os.path.join(self._log_dir or "the private runtime directory", self._log_name)
-            self._log_notice(f"[procmagic] cannot write the log {where}: {exc.strerror or exc}; output "
-                             "past the cap is not kept\n")
+            self._log_failed(exc)
+
+    def _log_failed(self, exc: OSError) -> None:
+        self._log_state = "failed"
+        self._head, self._head_size = [], 0
+        if self._log is not None:
+            try:
+                self._log.close()
+            except OSError:
+                pass
+            self._log = None
+        where = self._log_path or os.path.join(self._log_dir or "the private runtime directory", self._log_name or "")
+        self._log_notice(f"[procmagic] cannot write the log {where}: {exc.strerror or exc}; output "
+                         "past the cap is not kept\n")
 
     def _log_notice(self, text: str) -> None:
         """A notice about the log, published with the next flush (the text being added when it

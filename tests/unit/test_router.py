@@ -100,3 +100,31 @@ def test_frame_reader_joins_runs_of_one_stream_and_keeps_messages_apart():
         frames = list(reader.feed(data[:cut])) + list(reader.feed(data[cut:]))
         assert b"".join(p for k, p in frames if k == STDOUT) == b"a\nb\ncd"
         assert [p for k, p in frames if k == MESSAGE] == [b"m1", b"m2"]
+
+
+def test_the_log_touches_the_disk_only_when_output_is_large(tmp_path):
+    def run(text: str, cap: int) -> tuple[list[str], str | None]:
+        sent: list = []
+        directory = tmp_path / f"cap{cap}-{len(text)}"
+        router = Router(lambda kind, content: sent.append((kind, content)), label_workers=False, cap=cap,
+                        interval=0.05, log_dir=str(directory), log_name="spawn-1.log")
+        ours, theirs = socket.socketpair()
+        fd = router.add(ours, framed=False).fd
+        theirs.sendall(text.encode())
+        theirs.close()
+        while router.on_readable(fd):
+            pass
+        router.close_source(fd)
+        kept = router.close()
+        return (sorted(p.name for p in directory.iterdir()) if directory.exists() else []), kept
+
+    assert run("small\n", cap=1 << 30) == ([], None)  # never created
+    assert run("x" * 200_000, cap=1 << 30) == ([], None)  # created, then deleted: all was published
+    files, kept = run("y" * 200_000, cap=2048)  # withheld past the cap: kept, every character in it
+    assert files == ["spawn-1.log"] and kept is not None
+    with open(kept) as f:
+        assert f.read() == "y" * 200_000
+    files, kept = run("z" * 5000, cap=1024)  # less than the in-memory head, but past the cap
+    assert files == ["spawn-1.log"] and kept is not None
+    with open(kept) as f:
+        assert f.read() == "z" * 5000
