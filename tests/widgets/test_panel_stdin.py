@@ -33,7 +33,8 @@ def test_the_stdin_box_answers_input_and_a_debugger(wk):
 def test_close_stdin_ends_a_waiting_input(wk):
     cell = wk.execute("%%spawn --bg --name closing\ntry:\n    input('more? ')\nexcept EOFError as e:\n"
                       "    print('eof:', e, flush=True)")
-    wk.execute("c = panel_of('closing')\ncloser = procmagic.get('closing')")
+    wk.execute("from procmagic.widgets import panel_of\nfrom procmagic.widgets.facts import state_of\n"
+               "import procmagic\nc = panel_of('closing')\ncloser = procmagic.get('closing')")
     assert wk.wait_value("state_of(closer) == 'waiting for input'")
     assert wk.wait_value("c.widget is not None")
     close = wk.value("[b.model_id for b in c.widget.owned if 'pm-close-stdin' in getattr(b, '_dom_classes', ())][0]")
