@@ -264,6 +264,7 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
         if self._name:
             preload_title()  # importing setproctitle in every child costs ~1.5 ms each
         _child.flush_std()  # or the child prints the parent's pending text again
+        all_processes.add(self)  # again after a restart: its new pipe is for this run's child only
         self._counters = _counters.allocate()
         try:
             record = fork_child(self, None if census.ok else ForkWarning(census.forced()))
@@ -316,6 +317,8 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
             self._final_counts = slot.snapshot()
             self._counters = None
             _counters.release(slot)
+        if record is self._record:
+            self._forget_if_done()
 
     def _require_parent(self, what: str) -> None:
         if self._record is None and not self._in_child:

@@ -122,11 +122,13 @@ class PipeMixin:
         sock = self._sock
         if sock is None or sock.fileno() < 0:
             if which == "both":
+                self._forget_if_done()
                 return
             raise NoPipe(f"no pipe to close for {which}: this Process has pipe=None, or its pipe was closed")
         if which == "both":
             sock.close()
             self._sock = None
+            self._forget_if_done()
             return
         try:
             sock.shutdown(socket.SHUT_RD if which == "read" else socket.SHUT_WR)
@@ -135,6 +137,9 @@ class PipeMixin:
 
     def _close_child_ends(self) -> None:
         raise NotImplementedError  # Process defines it
+
+    def _forget_if_done(self) -> None:
+        raise NotImplementedError  # ChildSideMixin defines it
 
 
 class QueueMixin:
