@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import _signal as _csignal
 import ctypes
+import gc
 import os
 import signal as _signal
 import socket
@@ -191,6 +192,10 @@ def die_by(sig: int) -> int:
 
 
 def _setup(proc: "Process", parent_pid: int, errpipe_w: int) -> Callable[["Process"], Any]:
+    # Everything inherited goes to the collector's permanent generation (as the gc docs advise
+    # for a forked child): the child's collections then walk only what the child made, instead
+    # of writing to every object of the parent's younger generations (a fault per page).
+    gc.freeze()
     plan = proc._become_child(errpipe_w)
     _close_parent_only()
     os.setpgid(0, 0)
