@@ -1,6 +1,7 @@
 """The child side of a fork. Everything here runs only in the child, and ends in ``os._exit``.
 
-What the child resets, in order: the pipes it inherited from siblings and the parent's end of
+What the child resets, in order: the garbage collector's view of what it inherited (frozen, so
+its collections never touch the parent's objects and copy their pages); the pipes it inherited from siblings and the parent's end of
 its own; its process group (it leads its own, so a signal to the group reaches its whole tree
 and a kernel interrupt aimed at another cell misses it); a parent-death signal, so it cannot
 outlive a parent killed with SIGKILL, and the subreaper flag, so its orphaned descendants stay
