@@ -107,7 +107,6 @@ def runtime_dir() -> str:
     try:
         _base = _make_private_dir(path)
     except OSError as exc:
-        _sweep_fallbacks()
         _base = tempfile.mkdtemp(prefix=f"procmagic-{os.geteuid()}-")  # 0700, a name nobody can guess
         atexit.register(_remove_fallback, _base, os.getpid())
         if not _warned:
@@ -128,13 +127,22 @@ def _sweep_fallbacks() -> None:
         return
     for name in names:
         path = os.path.join(tmp, name)
+        if path == _base:
+            continue
         try:
             verify_private_dir(path)
         except OSError:
             continue  # not ours, or not private: never touched
         sweep_stale(path)
+        _rmdir_if_empty(path)
+
+
+def _rmdir_if_empty(path: str) -> None:
+    """Remove ``path`` when nothing of ours is left in it (an empty queue-record directory
+    does not count: a record left in it keeps both)."""
+    for leftover in (os.path.join(path, "queues"), path):
         try:
-            os.rmdir(path)  # only if empty: a live process's directory keeps it
+            os.rmdir(leftover)
         except OSError:
             pass
 
@@ -142,10 +150,7 @@ def _sweep_fallbacks() -> None:
 def _remove_fallback(path: str, pid: int) -> None:
     if os.getpid() == pid:
         remove_process_dir()  # registered later, so it would run after this: run it now
-        try:
-            os.rmdir(path)  # only if empty: nothing else of ours is left in it
-        except OSError:
-            pass
+        _rmdir_if_empty(path)
 
 
 def start_ticks(pid: int) -> int | None:
@@ -171,6 +176,7 @@ def process_dir() -> str:
         return _proc_dir
     base = runtime_dir()
     sweep_stale(base)
+    _sweep_fallbacks()
     path = os.path.join(base, _dir_name(pid))
     try:
         _make_private_dir(path)

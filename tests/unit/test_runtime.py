@@ -133,10 +133,13 @@ def test_the_process_dir_goes_at_exit_and_dead_ones_are_swept(tmp_path: Path) ->
     assert mine.exists() and foreign.exists() and old_alive.exists()
 
 
-def test_fallback_directories_of_dead_kernels_are_swept(tmp_path: Path) -> None:
-    (tmp_path / "procmagic").symlink_to(tmp_path)  # forces the fallback
+@pytest.mark.parametrize("fallback", [True, False])
+def test_fallback_directories_of_dead_kernels_are_swept(tmp_path: Path, fallback: bool) -> None:
+    if fallback:
+        (tmp_path / "procmagic").symlink_to(tmp_path)  # forces the fallback this time too
     dead = tmp_path / f"procmagic-{os.geteuid()}-deadbeef"
     (dead / "999999999.1").mkdir(parents=True, mode=0o700)
+    (dead / "queues").mkdir(mode=0o700)  # an empty record directory
     os.chmod(dead, 0o700)
     live = tmp_path / f"procmagic-{os.geteuid()}-alive000"
     (live / f"{os.getpid()}.{runtime.start_ticks(os.getpid())}").mkdir(parents=True, mode=0o700)
