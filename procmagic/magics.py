@@ -316,12 +316,7 @@ class ProcMagics(Magics):
                   f"keeps the newest {self.history}")
         from .widgets import show_dashboard
 
-        show_dashboard(self.ctx)
-        if "procmagic.engines" in sys.modules:  # children on ipyparallel engines, beside the local ones
-            from .engines import processes_text, remote_spawns
-
-            if remote_spawns():
-                print(f"children on engines:\n{processes_text()}")
+        show_dashboard(self.ctx)  # children on ipyparallel engines too, once --engines was used
 
     @magic_arguments()
     @argument("-s", "--signal", default="SIGTERM", help="Signal to send (name or number; default SIGTERM).")

@@ -122,7 +122,7 @@ def processes_text(children: list[RemoteChild] | None = None) -> str:
 
     rows = []
     for c in children if children is not None else [c for s in remote_spawns() for c in s.children]:
-        rows.append([c.key, c.name, str(c.engine), c.host, str(c.pid), c.state, f"{c.runtime:.1f} s",
+        rows.append([c.key, c.name, str(c.engine), c.host, str(c.pid), c.shown_state, f"{c.runtime:.1f} s",
                      "-" if c.cpu is None else f"{c.cpu:.2f} s", _mb(c.peak), c.how or "-"])
     if not rows:
         return "no procmagic children on engines"

@@ -39,6 +39,13 @@ class RemoteChild:
         return self.state == "running"
 
     @property
+    def shown_state(self) -> str:
+        """The state a row shows: "not answering" while its engine leaves questions unanswered."""
+        if self.state == "running" and self.spawn.runs[self.engine].quiet_since is not None:
+            return "not answering"
+        return self.state
+
+    @property
     def runtime(self) -> float:
         return (self.ended or time.time()) - self.started
 
@@ -61,6 +68,7 @@ class _EngineRun:
         self.question: Any = None  # AsyncResult of agent.poll
         self.asked_at = 0.0
         self.answered_at = time.monotonic()
+        self.quiet_since: float | None = None  # when a question to it went unanswered past quiet_after
         self.ended_seen: float | None = None  # when a state answer first said all children ended
 
     @property

@@ -15,7 +15,8 @@ __all__ = ["run_foreground"]
 def run_foreground(spawn: RemoteSpawn) -> None:
     """Publish output until every engine's spawn ended or was lost. The notebook's interrupt
     goes to the remote children: --signal-on-interrupt, then SIGTERM and SIGKILL after grace
-    periods (or at once on the next interrupt); raised again at the end."""
+    periods (or at once on the next interrupt); one more interrupt after that stops waiting for
+    engines that do not answer (their children are shown as lost). Raised again at the end."""
     sigs = [spawn.options.signal_on_interrupt, _signal.SIGTERM, _signal.SIGKILL]
     step = 0
     escalate_at: float | None = None
@@ -40,6 +41,9 @@ def run_foreground(spawn: RemoteSpawn) -> None:
             spawn.interrupted = True
             if step < len(sigs):
                 step, escalate_at = _escalate(spawn, sigs, step)
+            else:  # SIGKILL was asked for, and the user interrupts again: an engine that does
+                # not answer (stopped, cut off) will not deliver it; stop waiting for it
+                spawn.stop_waiting("the notebook stopped waiting for it after SIGKILL")
     spawn.pump()
     if spawn.interrupted:
         raise KeyboardInterrupt

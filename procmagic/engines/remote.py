@@ -9,8 +9,13 @@ published under the spawning cell's parent header, each line labelled ``[engine 
 starts no thread here: ipyparallel's own thread hands over, an event loop publishes.
 
 Liveness: while children run, each engine is asked for their state every ``poll_interval``
-seconds (CPU, memory, exit); an engine that leaves a question unanswered for ``lost_after``
-seconds is shown as lost, and its children with it, so nothing waits for a dead engine.
+seconds (CPU, memory, exit). An engine that leaves a question unanswered for ``quiet_after``
+seconds is shown as *not answering* (busy with another task, or stopped), and as answering
+again when it does: its children go on (their output and exit statuses travel on the engine's
+IOPub thread, which a busy engine still runs). An engine is *lost*, with its running children,
+only when it is gone: the controller unregistered it (ipyparallel's nanny saw it die, or its
+heartbeat stopped for ``HeartMonitor.period * (max_heartmonitor_misses + 1)``, ~33 s by
+default), or a question to it failed with ipyparallel's EngineError. Nothing then waits for it.
 """
 
 from __future__ import annotations
@@ -22,15 +27,15 @@ import queue
 import sys
 import threading
 import time
-from typing import Any, Deque
+from typing import Any, Callable, Deque
 
 from . import agent
 from .children import RemoteChild, _EngineRun
 
-__all__ = ["RemoteChild", "RemoteSpawn", "remote_spawns", "POLL_INTERVAL", "LOST_AFTER"]
+__all__ = ["RemoteChild", "RemoteSpawn", "remote_spawns", "POLL_INTERVAL", "QUIET_AFTER", "START_TIMEOUT"]
 
 POLL_INTERVAL = 1.0  # seconds between two state questions to an engine
-LOST_AFTER = 5.0  # seconds an engine may leave a question unanswered before it counts as lost
+QUIET_AFTER = 5.0  # seconds an engine may leave a question unanswered before it shows as not answering
 START_TIMEOUT = 60.0  # seconds every engine has to start its children (a busy engine answers late)
 
 _numbers = itertools.count(1)
@@ -70,7 +75,7 @@ class RemoteSpawn:
         self._result_asks: dict[int, Any] | None = None
         self._result_deadline = 0.0
         self.poll_interval = POLL_INTERVAL
-        self.lost_after = LOST_AFTER
+        self.quiet_after = QUIET_AFTER
 
     # -- children ------------------------------------------------------------------------------
     @property
@@ -157,7 +162,7 @@ class RemoteSpawn:
             if self.options.bg:
                 from .panel import show_buttons
 
-                show_buttons(self)
+                self.panel.controls = show_buttons(self)
         if self.options.bg:
             # Only now, with every engine's children known, may the loop handle what came in
             # meanwhile (an engine's "finished" must not be taken for the whole spawn's).
@@ -248,11 +253,16 @@ class RemoteSpawn:
 
     # -- liveness ------------------------------------------------------------------------------
     def tick(self) -> None:
-        """Ask each engine with running children for their state; mark engines that do not
-        answer within lost_after as lost."""
+        """Ask each engine with running children for their state; show an engine that does not
+        answer within quiet_after as not answering (and again as answering when it does); lose
+        an engine the controller unregistered."""
         now = time.monotonic()
+        registered = set(self._engine_ids())
         for run in self.runs.values():
             if run.done:
+                continue
+            if run.engine not in registered:
+                self._lose(run, "the controller unregistered it: it died, or its heartbeat stopped")
                 continue
             question = run.question
             if question is None:
@@ -268,14 +278,16 @@ class RemoteSpawn:
             if question.ready():
                 run.question = None
                 run.answered_at = now
+                if run.quiet_since is not None:
+                    self._answers_again(run, now)
                 try:
                     rows = question.get(timeout=0)
                 except Exception as exc:
                     self._lose(run, _remote_error_text(exc))
                     continue
                 self._update(run, rows)
-            elif now - run.asked_at >= self.lost_after:
-                self._lose(run, f"no answer for {self.lost_after:.0f} s")
+            elif now - run.asked_at >= self.quiet_after and run.quiet_since is None:
+                self._not_answering(run, run.asked_at)
         if self.panel is not None:
             self.panel.update()
         self._check_done()
@@ -307,11 +319,44 @@ class RemoteSpawn:
                     f"[procmagic] engine {run.engine} ({run.host}): its children ended, but the end of their "
                     "output never arrived; some output may be missing\n")})
 
+    def _engine_ids(self) -> list[int]:
+        try:
+            return list(self.client.ids)
+        except Exception:  # a closed client knows no engine
+            return []
+
+    def _not_answering(self, run: _EngineRun, since: float) -> None:
+        run.quiet_since = since
+        if self.panel is not None:
+            self.panel.update(force=True)
+        running = sum(1 for c in run.children if c.live)
+        self.publish("stream", {"name": "stderr", "text": (
+            f"[procmagic] engine {run.engine} ({run.host}) has not answered for {self.quiet_after:.0f} s (busy with "
+            f"another task, or stopped): its {running} running children are shown as not answering; procmagic "
+            "keeps waiting, and shows them as lost if the controller unregisters the engine\n")})
+
+    def _answers_again(self, run: _EngineRun, now: float) -> None:
+        quiet = now - (run.quiet_since or now)
+        run.quiet_since = None
+        if self.panel is not None:
+            self.panel.update(force=True)
+        self.publish("stream", {"name": "stderr", "text": (
+            f"[procmagic] engine {run.engine} ({run.host}) answers again (after {quiet:.0f} s)\n")})
+
+    def stop_waiting(self, why: str) -> None:
+        """Give up on every engine not answering now (a foreground cell interrupted once more
+        after SIGKILL was asked for): their running children are shown as lost."""
+        for run in self.runs.values():
+            if not run.done and run.quiet_since is not None:
+                self._lose(run, why)
+        self._check_done()
+
     def _lose(self, run: _EngineRun, why: str) -> None:
         if run.lost or run.finished:
             return
         run.lost = True
         run.question = None
+        run.quiet_since = None
         running = [c for c in run.children if c.state == "running"]
         for child in running:
             child.state = "lost"
@@ -319,7 +364,7 @@ class RemoteSpawn:
         if self.panel is not None:
             self.panel.update(force=True)
         self.publish("stream", {"name": "stderr", "text": (
-            f"[procmagic] engine {run.engine} ({run.host}) stopped answering ({why}): shown as lost with its "
+            f"[procmagic] engine {run.engine} ({run.host}) is lost ({why}): shown as lost with its "
             f"{len(running)} running children; procmagic no longer waits for them\n")})
 
     def _check_done(self) -> None:
@@ -345,7 +390,7 @@ class RemoteSpawn:
                         self._result_asks[run.engine] = self._apply(run.engine, agent.take_result, run.spawn_number)
                     except _EngineGone:
                         pass
-            self._result_deadline = time.monotonic() + max(30.0, self.lost_after)
+            self._result_deadline = time.monotonic() + max(30.0, self.quiet_after)
         waiting = [ar for ar in self._result_asks.values() if not ar.ready()]
         if waiting and time.monotonic() < self._result_deadline:
             return False
@@ -396,9 +441,11 @@ class RemoteSpawn:
             self._tick_handle = self.loop.call_later(min(self.poll_interval, 0.5), self._tick_on_loop)
 
     # -- control -------------------------------------------------------------------------------
-    def signal(self, children: list[RemoteChild], sig: int, wait: float | None = 5.0) -> dict[str, bool]:
+    def signal(self, children: list[RemoteChild], sig: int, wait: float | None = 5.0,
+               then: Callable[[dict[str, bool]], None] | None = None) -> dict[str, bool]:
         """Send ``sig`` to these children through their engines (never to the engines).
-        Returns {key: sent}; with ``wait`` None, returns at once with an empty dict."""
+        Returns {key: sent}; with ``wait`` None, returns at once with an empty dict, and calls
+        ``then({key: sent})`` on ipyparallel's thread once every engine answered (or failed)."""
         by_engine: dict[int, list[RemoteChild]] = {}
         for child in children:
             if child.live and not self.runs[child.engine].lost:
@@ -411,6 +458,8 @@ class RemoteSpawn:
                 self._lose(self.runs[engine], str(exc))
         sent: dict[str, bool] = {}
         if wait is None:
+            if then is not None:
+                _when_answered(pending, then)
             return sent
         deadline = time.monotonic() + wait
         for engine, ar in pending.items():
@@ -438,6 +487,33 @@ class RemoteSpawn:
                 ar.get(timeout=max(0.1, deadline - time.monotonic()))
             except Exception:
                 pass
+
+def _when_answered(pending: dict[int, Any], then: Callable[[dict[str, bool]], None]) -> None:
+    """Call ``then({key: sent})`` once every engine in ``pending`` answered its signal request
+    (on ipyparallel's thread); an engine that failed contributes nothing."""
+    if not pending:
+        then({})
+        return
+    lock = threading.Lock()
+    left = [len(pending)]
+    sent: dict[str, bool] = {}
+
+    def one(engine: int, ar: Any) -> None:
+        try:
+            rows = ar.get(timeout=0)
+        except Exception:
+            rows = []
+        with lock:
+            for row in rows:
+                sent[f"e{engine}:{row['id']}"] = bool(row["sent"])
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            then(dict(sent))
+
+    for engine, ar in pending.items():
+        ar.add_done_callback(lambda _f, engine=engine, ar=ar: one(engine, ar))
+
 
 class _EngineGone(Exception):
     """The engine cannot be asked anything any more."""

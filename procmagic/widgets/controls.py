@@ -12,7 +12,7 @@ import ipywidgets as w
 from ipywidgets.widgets.widget_string import HTMLStyle
 
 from ..core.process import Process
-from .facts import ProcFacts, signal_name
+from .facts import signal_name
 from .render import row_html
 
 __all__ = ["ACTIONS", "shared", "send_signal", "RowPool", "action_buttons"]
@@ -98,7 +98,7 @@ def action_buttons(owned: list[Any], on_action: Callable[[int], None], small: bo
 
 class _Row:
     def __init__(self, pool: "RowPool") -> None:
-        self.proc: Process | None = None
+        self.proc: Any = None  # a Process, or a remote child
         self.changed = float("-inf")  # when the row last switched from one child to another
         self.html = html(owned=pool.owned, cls="pm-row-facts", layout="facts")
         self.buttons = action_buttons(pool.owned, self._act, small=True)
@@ -114,7 +114,7 @@ class _Row:
         if time.monotonic() - self.changed < REASSIGN_GUARD:
             self.pool.on_note(f"this row now shows {proc.name}: click again to signal it")
             return
-        self.pool.on_note(send_signal([proc], sig))
+        self.pool.on_note(self.pool.act(proc, sig))
 
 
 class RowPool:
@@ -143,20 +143,29 @@ class RowPool:
         self.owned.append(self.box)
         self.count = 0
 
+    # -- what a row shows and what its buttons do (a pool of remote children overrides both) ----
+    def render(self, facts: Any) -> str:
+        return row_html(facts, self.name_width)
+
+    def act(self, item: Any, sig: int) -> str:
+        """A click on a row's button (the kernel's main thread); the note to show."""
+        return send_signal([item], sig)
+
     def _turn(self, step: int) -> None:  # main thread: only the page number, the hub redraws
         pages = max(1, -(-self.count // self.size))
         self.page = min(max(0, self.page + step), pages - 1)
         self.on_page()
 
-    def page_items(self, items: list[Process]) -> list[Process]:
+    def page_items(self, items: list[Any]) -> list[Any]:
         self.count = len(items)
         pages = max(1, -(-self.count // self.size))
         self.page = min(self.page, pages - 1)
         start = self.page * self.size
         return items[start:start + self.size]
 
-    def show(self, facts: list[ProcFacts], procs: list[Process], now: float, enabled: bool = True) -> int:
-        """Draw the page (``facts`` and ``procs`` of the current page); returns messages sent."""
+    def show(self, facts: list[Any], procs: list[Any], now: float, enabled: bool = True) -> int:
+        """Draw the page (``facts`` and ``procs`` of the current page; for remote children both
+        are the children); returns messages sent."""
         sent = 0
         while len(self.rows) < len(procs):
             self.rows.append(_Row(self))
@@ -165,7 +174,7 @@ class RowPool:
                 if row.proc is not None:  # it showed another child a moment ago: guard it
                     row.changed = time.monotonic()
                 row.proc = proc
-            value = row_html(f, self.name_width)
+            value = self.render(f)
             if row.html.value != value:
                 row.html.value = value
                 sent += 1

@@ -19,6 +19,7 @@ from ..core.reaper import registry
 from .controls import RowPool, html, shared
 from .facts import QueueWatch, Sampler, alarm_facts, is_failure, proc_facts, recent_procs
 from .hub import IDLE, LIVE, Hub, View
+from .remote_rows import RemoteRowPool, remote_children, remote_row_html
 from .render import BORDER, BOX, MONO, MUTED, alarms_html, queues_html, reaped_html, section
 from .tables import dashboard_text
 
@@ -43,6 +44,9 @@ class DashboardView(View):
         self.title = html(owned=self.owned, cls="pm-title")
         self.procs_head = html(owned=self.owned, cls="pm-procs-head")
         self.pool = RowPool(_PAGE, self._note, self._redraw)
+        # children on ipyparallel engines (%%spawn --engines), beside the local ones
+        self.remote_head = html(owned=self.owned, cls="pm-remote-head")
+        self.remote_pool = RemoteRowPool(_PAGE, self._note, self._redraw)
         self.queues = html(owned=self.owned, cls="pm-queues")
         self.alarms = html(owned=self.owned, cls="pm-alarms-part")
         self.failures = w.Checkbox(value=False, description="failures only", indent=False,
@@ -53,7 +57,8 @@ class DashboardView(View):
         self.reaped = html(owned=self.owned, cls="pm-reaped-part")
         reaped_bar = w.HBox([self.reaped_head, self.failures], layout=shared("row"))
         self.owned.append(reaped_bar)
-        self.box = w.VBox([self.title, self.procs_head, self.pool.box, self.queues, self.alarms, reaped_bar, self.reaped],
+        self.box = w.VBox([self.title, self.procs_head, self.pool.box, self.remote_head, self.remote_pool.box,
+                           self.queues, self.alarms, reaped_bar, self.reaped],
                           layout=w.Layout(border=f"1px solid {BORDER}", padding="4px 10px"),
                           _dom_classes=("procmagic-dashboard",))
         self.owned.append(self.box)
@@ -79,13 +84,16 @@ class DashboardView(View):
                 sent += 1
 
         live = registry.live()
+        remote = remote_children()
+        remote_live = sum(1 for c in remote if c.live)
         queues = queue_watch.sample(now)
         alarms = alarm_facts(recent_procs(live), alarm_counts, now)
         alarms.sort(key=lambda a: (a.state != "running", -a.id))
         reaped = registry.reaped()
         failed = sum(1 for s in reaped if is_failure(s))
         ticking = sum(1 for a in alarms if a.state == "running" and a.timer != "off")
-        put(self.title, (f'<div style="{MONO}"><b>procmagic</b> &middot; <span class="pm-live">{len(live)}</span> live '
+        on_engines = f' &middot; <span class="pm-remote-live">{remote_live}</span> on engines' if remote else ""
+        put(self.title, (f'<div style="{MONO}"><b>procmagic</b> &middot; <span class="pm-live">{len(live)}</span> live{on_engines} '
                          f"&middot; {len(queues)} {'queue' if len(queues) == 1 else 'queues'} &middot; {ticking} ticking "
                          f"&middot; {len(reaped)} reaped ({failed} failed)"
                          f' <span style="color:{MUTED}">&middot; {time.strftime("%H:%M:%S")}</span></div>'))
@@ -93,6 +101,9 @@ class DashboardView(View):
         put(self.procs_head, section("Processes", "", f"{len(live)} live{note}"))
         page = self.pool.page_items(live)
         sent += self.pool.show([proc_facts(p, sampler, now) for p in page], page, now)
+        put(self.remote_head, section("Processes on engines", "", _remote_note(remote, remote_live)) if remote else "")
+        remote_page = self.remote_pool.page_items(remote)
+        sent += self.remote_pool.show(remote_page, remote_page, now)
         put(self.queues, section("Queue traffic", queues_html(queues, now)))
         put(self.alarms, section("Alarms", alarms_html(alarms)))
         key = (len(reaped), reaped[-1].id if reaped else None, self.failures.value)
@@ -100,7 +111,7 @@ class DashboardView(View):
             self._reaped_key = key
             put(self.reaped_head, section("Reaped exit statuses", "", f"newest first &middot; {failed} of {len(reaped)} failed"))
             put(self.reaped, reaped_html(reaped, self.failures.value))
-        return sent, bool(live) or bool(queues) or ticking > 0
+        return sent, bool(live) or remote_live > 0 or bool(queues) or ticking > 0
 
     def refresh(self, hub: Hub, now: float) -> str:
         with self.lock:
@@ -108,7 +119,7 @@ class DashboardView(View):
                 return "done"
             sent, busy = self.draw(now, hub.sampler, hub.queue_watch, hub.alarm_counts)
         hub.sent(sent)
-        self.period = hub.TICK if registry.live() else 2.0  # only queues to watch: slower
+        self.period = hub.TICK if registry.live() or any(c.live for c in remote_children()) else 2.0  # only queues: slower
         return LIVE if busy else IDLE
 
     def snapshot_html(self) -> str:
@@ -118,6 +129,9 @@ class DashboardView(View):
 
         now = time.monotonic()
         parts.append(rows_html([proc_facts(p, None, now) for p in live], 24))
+        remote = remote_children()
+        if remote:
+            parts.append(self.remote_head.value + "".join(remote_row_html(c) for c in remote[:24]))
         parts += [self.queues.value, self.alarms.value, self.reaped_head.value, self.reaped.value]
         return f'<div class="procmagic-dashboard" style="{BOX}">{"".join(parts)}</div>'
 
@@ -149,9 +163,15 @@ class DashboardView(View):
     def close(self) -> None:
         """Close every widget model of this dashboard (an old snapshot the hub lets go)."""
         self.pool.close()
+        self.remote_pool.close()
         for widget in self.owned:
             widget.close()
         self.owned.clear()
+
+
+def _remote_note(remote: list[Any], live: int) -> str:
+    ended = len(remote) - live
+    return f"{live} running" + (f" &middot; {ended} ended or lost, newest first" if ended else "")
 
 
 def show_dashboard(ctx: Any) -> DashboardView | None:

@@ -82,6 +82,7 @@ def dashboard_text(sampler: Sampler | None = None, queues: list[QueueFacts] | No
     failed = sum(1 for s in reaped if is_failure(s))
     parts = [
         f"processes ({len(live)} live)", processes_text([proc_facts(p, sampler, now) for p in live]), "",
+        *_remote_part(),
         f"queue traffic ({len(queues)} {'queue' if len(queues) == 1 else 'queues'})", queues_text(queues), "",
         "alarms", alarms_text(alarm_facts(recent_procs(live), None, now)), "",
         f"reaped exit statuses, newest first ({len(reaped)} reaped, {failed} failed)"
@@ -107,6 +108,18 @@ def late_text(name: str, output: list[tuple[str, str]], displays: int = 0) -> st
     text = "".join(t for _, t in output)
     more = f", and {displays} rich outputs that only a live view shows" if displays else ""
     return f"[procmagic] {name}: its complete output (the cell ended before the spawn){more}:\n{text}"
+
+
+def _remote_part() -> list[str]:
+    """Children on ipyparallel engines, once ``--engines`` was used: a heading, a table, a gap."""
+    import sys
+
+    engines = sys.modules.get("procmagic.engines")
+    if engines is None or not engines.remote_spawns():
+        return []
+    children = [c for s in engines.remote_spawns() for c in s.children]
+    live = sum(1 for c in children if c.live)
+    return [f"processes on engines ({live} running)", engines.processes_text(), ""]
 
 
 def _main_thread() -> bool:

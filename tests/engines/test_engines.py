@@ -26,6 +26,40 @@ def no_forks_left(cluster, timeout: float = 15.0) -> bool:
     return wait_until(lambda: not cluster.forked(0) and not cluster.forked(1), timeout)
 
 
+def display_text(cell) -> str:
+    """The text/plain of a cell's displays (``%procs``' fallback: its tables as text)."""
+    return "".join(m["content"]["data"].get("text/plain", "") for m in cell.outputs if m["msg_type"] == "display_data")
+
+
+def widget_states(nb) -> dict[str, dict]:
+    """Every widget model the kernel opened, with its latest state (from every IOPub message)."""
+    states: dict[str, dict] = {}
+    for m in nb.all:
+        if m["msg_type"] == "comm_open":
+            states[m["content"]["comm_id"]] = dict(m["content"]["data"].get("state", {}))
+        elif m["msg_type"] == "comm_msg" and m["content"]["data"].get("method") == "update":
+            states.setdefault(m["content"]["comm_id"], {}).update(m["content"]["data"].get("state", {}))
+    return states
+
+
+def row_buttons(nb, text: str) -> dict[str, str] | None:
+    """The INT/TERM/KILL buttons of the widget row whose facts contain ``text``: {label: comm id}."""
+    states = widget_states(nb)
+    for html_id, state in states.items():
+        if state.get("_model_name") == "HTMLModel" and text in str(state.get("value", "")):
+            for box in states.values():
+                children = box.get("children") or []
+                if box.get("_model_name") == "HBoxModel" and f"IPY_MODEL_{html_id}" in children:
+                    ids = [c.removeprefix("IPY_MODEL_") for c in children]
+                    return {states[i].get("description"): i for i in ids if states.get(i, {}).get("description")}
+    return None
+
+
+def click(nb, comm_id: str) -> None:
+    nb.kc.shell_channel.send(nb.kc.session.msg("comm_msg", {"comm_id": comm_id,
+                                                            "data": {"method": "custom", "content": {"event": "click"}}}))
+
+
 def test_foreground_output_is_labelled_by_engine_and_worker(nb, cluster):
     cell = nb.execute("%%spawn --engines all --view rc -n 2\n"
                       "import os\nprint('hello', proc.engine, proc.worker, os.getppid())\n", timeout=90)
@@ -130,8 +164,8 @@ def test_kill_of_a_remote_child_leaves_its_engine_running(nb, cluster):
     assert nb.wait_for_text(cell.msg_id, "[engine 0] sleeping", timeout=30)
     assert cluster.forked(0)
     procs = nb.execute("%procs", timeout=30)
-    rows = [line for line in procs.text().splitlines() if "sleeper@e0" in line]
-    assert rows and "running" in rows[0] and "e0:" in rows[0], procs.text()
+    rows = [line for line in display_text(procs).splitlines() if "sleeper@e0" in line]
+    assert rows and "running" in rows[0] and "e0:" in rows[0], display_text(procs)
     killed = nb.execute("%kill sleeper", timeout=30)
     assert re.search(r"sent SIGTERM to sleeper@e0 \(engine 0 on \S+, id e0:\d+, pid \d+\)", killed.text()), killed.outputs
     assert nb.wait_for_text(cell.msg_id, "killed by SIGTERM", timeout=30)
@@ -264,24 +298,60 @@ def test_kernel_restart_and_shutdown_stop_remote_children_and_leave_engines_up(c
     assert cluster.engine_alive(0) and cluster.engine_alive(1)
 
 
-def test_an_engine_that_stops_answering_shows_as_lost_within_seconds(nb, cluster):
-    import os
-    import signal
-
-    cell = nb.execute("%%spawn --engines 1, --view rc --bg --name frozen\nimport time\n"
-                      "print('frozen up', flush=True)\ntime.sleep(300)\n", timeout=90)
+def test_procs_rows_signal_one_remote_child_through_its_engine(nb, cluster):
+    cell = nb.execute("%%spawn --engines 1, --view rc -n 2 --bg --name rowed\nimport time\n"
+                      "print('up', proc.worker, flush=True)\ntime.sleep(120)\n", timeout=90)
     assert cell.reply["status"] == "ok", cell.outputs
-    assert nb.wait_for_text(cell.msg_id, "[engine 1] frozen up", timeout=30)
-    os.kill(cluster.pids[1], signal.SIGSTOP)
+    assert nb.collect_until(lambda: "up 0" in nb.stream_text(cell.msg_id) and "up 1" in nb.stream_text(cell.msg_id), 30)
+    procs = nb.execute("%procs", timeout=30)
+    text = display_text(procs)
+    for worker in (0, 1):  # the text fallback: a row per remote child, with its engine and host
+        assert any(f"rowed/{worker}@e1" in line and "running" in line for line in text.splitlines()), text
+    found: dict = {}
+    assert nb.collect_until(lambda: found.update(row_buttons(nb, "rowed/0@e1") or {}) or "TERM" in found, 30), \
+        widget_states(nb)
+    row = [str(s.get("value")) for s in widget_states(nb).values() if "rowed/0@e1" in str(s.get("value", ""))]
+    assert row and "engine <b class='pm-engine'>1</b>" in row[-1] and "running" in row[-1], row
+    click(nb, found["TERM"])
+
+    def values() -> list[str]:
+        return [str(s.get("value", "")) for s in widget_states(nb).values()]
+
+    assert nb.collect_until(lambda: any("sent SIGTERM to rowed/0@e1 (engine 1" in v for v in values()), 30), \
+        "the dashboard's note says the engine sent it"
+    assert nb.collect_until(lambda: any("rowed/0@e1" in v and "killed by SIGTERM" in v for v in values()), 30), \
+        "the row shows the exit status"
+    assert wait_until(lambda: len(cluster.forked(1)) == 1), "only the clicked row's child was signalled"
+    assert any("rowed/1@e1" in v and "running" in v for v in values())
+    assert cluster.engine_alive(1)
+    nb.execute("%kill rowed", timeout=30)
+    assert nb.collect_until(lambda: nb.stream_text(cell.msg_id).count("killed by SIGTERM") == 2, 30), \
+        nb.stream_text(cell.msg_id)
+    assert no_forks_left(cluster)
+
+
+def test_a_busy_engine_shows_as_not_answering_then_answers_again(nb, cluster):
+    import os
+
+    marker = os.path.join(cluster.profile_dir, "go-on")
+    msg_id = nb.kc.execute("%%spawn --engines 1, --view rc --name patient\nimport os, time\n"
+                           "print('started', flush=True)\n"
+                           f"while not os.path.exists({marker!r}): time.sleep(0.1)\nprint('done', flush=True)\n")
+    assert nb.wait_for_text(msg_id, "[engine 1] started", timeout=60), nb.stream_text(msg_id)
+    busy = cluster.client[1].apply_async(__import__("time").sleep, 10)  # the engine cannot answer meanwhile
     try:
-        # procmagic asks every second and gives up after 5 s without an answer
-        assert nb.wait_for_text(cell.msg_id, "stopped answering", timeout=30), nb.stream_text(cell.msg_id)
-        waited = nb.execute("%wait frozen --timeout 10", timeout=30)  # returns at once: nothing to wait for
-        assert "lost" in waited.text(), waited.outputs
+        assert nb.wait_for_text(msg_id, "has not answered for 5 s", timeout=60), nb.stream_text(msg_id)
+        busy.get(timeout=60)
+        assert nb.wait_for_text(msg_id, "answers again", timeout=60), nb.stream_text(msg_id)
     finally:
-        os.kill(cluster.pids[1], signal.SIGCONT)
-    for child in cluster.forked(1):  # the child itself never stopped: end it here
-        child.kill()
+        open(marker, "w").close()
+    from tests.kernel.conftest import Cell
+
+    cell = nb.finish(Cell(msg_id), timeout=60)
+    text = cell.text()
+    assert cell.reply["status"] == "ok", cell.reply
+    assert "[engine 1] done" in text and "exited 0" in text and "is lost" not in text, text
+    os.unlink(marker)
     assert no_forks_left(cluster)
 
 
@@ -301,5 +371,5 @@ def test_an_engine_killed_mid_spawn_shows_as_lost(nb, cluster):
     assert cell.reply["status"] == "ok", (text, cell.reply.get("evalue"))
     assert "[engine 0] [procmagic] doomed (id" in text and "exited 0" in text, text
     assert "engine 1" in text and "lost" in text, text
-    procs = nb.execute("%procs", timeout=30).text()
+    procs = display_text(nb.execute("%procs", timeout=30))
     assert any("doomed@e1" in line and "lost" in line for line in procs.splitlines()), procs
