@@ -89,11 +89,11 @@ def start(header: dict[str, Any], source: str, options: dict[str, Any], settings
 
         collector = ResultCollector(spawn, _result_name(spawn.number), shell)
     inner = make_target(shell, source, cell_number, on_result=collector.send_from_child if collector else None)
-    if collector is not None:
-        inner = collector.wrap(inner)
 
     def target(proc: Any) -> Any:
         proc.engine = engine  # in the child: the body reads proc.engine beside proc.worker
+        if collector is not None:
+            collector.claim(proc)  # first: close the siblings' channel ends
         return inner(proc)
 
     def on_event(event: str, which: Any, detail: Any) -> None:
