@@ -243,11 +243,12 @@ class _Supervisor:
 
     def _stop_workers(self, live: list[Process], grace: float) -> None:
         """The core's stop ladder (SIGTERM to each worker's group, ``grace`` seconds, SIGKILL,
-        reap), once every worker can take a SIGTERM: one sent while a worker is still starting
-        would kill it outright, and its on_worker_stop would never run."""
-        end = time.monotonic() + grace
-        self._await_handlers(live, end)
-        _ladder.stop(live, _ladder.TERMINATE(max(0.0, end - time.monotonic())), reason="shutdown")
+        reap), once every worker can take a SIGTERM (waiting up to ``grace`` seconds for that):
+        one sent while a worker is still starting would kill it outright, and its on_worker_stop
+        would never run. The two waits have a budget each: a worker slow to start (a loaded
+        machine) still gets its whole grace after the SIGTERM."""
+        self._await_handlers(live, time.monotonic() + grace)
+        _ladder.stop(live, _ladder.TERMINATE(grace), reason="shutdown")
 
     def _await_handlers(self, live: list[Process], end: float) -> None:
         """Wait until each worker has its SIGTERM handler in place (it says so on the control

@@ -456,7 +456,7 @@ def test_swoole_process_pool__master_callback(results: pmq.Queue) -> None:
         results.push(f"stop {pool.running} {pool.worker_running} {pool.stopping}")
 
     seen: list[str] = []
-    pool = Pool(1, target, on_worker_stop=on_worker_stop, respawn=False,
+    pool = Pool(1, target, on_worker_stop=on_worker_stop, respawn=False, max_wait_time=WAIT,  # a loaded machine
                 on_start=lambda pool: seen.append(f"start {pool.running}"),
                 on_stop=lambda pool: seen.append(f"stop {pool.running}"))
     pool.start()
