@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque
 
 from . import timing
 from . import watcher as _watcher
-from .loop_watch import LoopWatching, _Watch
+from .loop_watch import LoopWatching, _close, _Watch
 from .record import ChildRecord
 from .status import ExitStatus, status_from_wait4
 
@@ -80,14 +80,6 @@ def group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _close(fd: int | None) -> None:
-    if fd is not None and fd >= 0:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
 
 
 class Registry(LoopWatching):
