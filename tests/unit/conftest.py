@@ -1,4 +1,5 @@
-"""Fixtures of the unit tests: a Process factory that cleans up, and signal-state hygiene."""
+"""Fixtures of the unit tests: a Process factory that cleans up, signal-state hygiene, a private
+queue-record directory and a queue for children's reports."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 
 import procmagic
 from procmagic import Process
+from procmagic.core import queue as pmq
+from procmagic.core import queue_registry
 
 from .helpers import _cleanup
 
@@ -51,3 +54,20 @@ def restore_signal_handlers() -> Iterator[None]:
         if handler is not None:
             signal.signal(sig, handler)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+@pytest.fixture
+def queue_records(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A private queue-record directory for this test (children and subprocesses inherit it)."""
+    path = tmp_path / "queues"
+    path.mkdir(mode=0o700)
+    monkeypatch.setenv(queue_registry.ENV, str(path))
+    return str(path)
+
+
+@pytest.fixture
+def results(queue_records: str) -> Iterator[pmq.Queue]:
+    """A queue the children (a pool's workers) push their reports to; freed at teardown."""
+    queue = pmq.attach(None)
+    yield queue
+    queue.free()

@@ -29,19 +29,9 @@ from procmagic.core import queue_registry
 WAIT = 20.0
 
 
-@pytest.fixture(autouse=True)
-def registry(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "queues"
-    path.mkdir(mode=0o700)
-    monkeypatch.setenv(queue_registry.ENV, str(path))
+pytestmark = pytest.mark.usefixtures("queue_records")
 
 
-@pytest.fixture
-def results() -> Iterator[pmq.Queue]:
-    """A queue the workers push their reports to."""
-    queue = pmq.attach(None)
-    yield queue
-    queue.free()
 
 
 

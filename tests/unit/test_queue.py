@@ -37,13 +37,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 # -- helpers -------------------------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def registry(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A private record directory per test (children and subprocesses inherit it)."""
-    path = tmp_path / "queues"
-    path.mkdir(mode=0o700)
-    monkeypatch.setenv(queue_registry.ENV, str(path))
-    return str(path)
+pytestmark = pytest.mark.usefixtures("queue_records")
+
+
 
 
 @pytest.fixture
@@ -587,7 +583,7 @@ def test_counters_are_readable_by_the_parent_while_the_child_runs(procs: Callabl
 
 
 # -- hygiene -------------------------------------------------------------------------------------
-def test_queues_lists_what_procmagic_created(registry: str) -> None:
+def test_queues_lists_what_procmagic_created(queue_records: str) -> None:
     q = pmq.attach(None)
     foreign = sysv_ipc.MessageQueue(None, sysv_ipc.IPC_CREX, 0o600)
     try:
@@ -595,14 +591,14 @@ def test_queues_lists_what_procmagic_created(registry: str) -> None:
         assert foreign.id not in listed
         info = listed[q.id]
         assert info.owner_pid == os.getpid() and info.owner_alive and info.mine and info.key == 0
-        (name,) = os.listdir(registry)
-        record = json.load(open(os.path.join(registry, name)))
+        (name,) = os.listdir(queue_records)
+        record = json.load(open(os.path.join(queue_records, name)))
         assert record["msqid"] == q.id and record["owner_pid"] == os.getpid()
     finally:
         q.free()
         foreign.remove()
     assert q.id not in {info.id for info in procmagic.queues()}
-    assert os.listdir(registry) == []
+    assert os.listdir(queue_records) == []
 
 
 def test_a_childs_queue_is_removed_when_the_child_is_reaped(procs: Callable[..., Process]) -> None:
@@ -647,7 +643,7 @@ def test_a_queue_is_removed_at_a_normal_exit_and_swept_after_a_crash() -> None:
             sysv_ipc.remove_message_queue(msqid)
 
 
-def test_sweep_touches_no_queue_it_cannot_prove_is_a_dead_owners(registry: str) -> None:
+def test_sweep_touches_no_queue_it_cannot_prove_is_a_dead_owners(queue_records: str) -> None:
     mine = pmq.attach(None)  # a live owner
     foreign = sysv_ipc.MessageQueue(sysv_ipc.IPC_PRIVATE, sysv_ipc.IPC_CREX, 0o600)  # no record at all
     impostor = sysv_ipc.MessageQueue(sysv_ipc.IPC_PRIVATE, sysv_ipc.IPC_CREX, 0o600)
@@ -658,17 +654,17 @@ def test_sweep_touches_no_queue_it_cannot_prove_is_a_dead_owners(registry: str) 
     # A record from a dead owner whose msqid now names another queue (another change time).
     forged = {"version": 1, "msqid": impostor.id, "key": r.key, "uid": r.cuid, "ctime": r.ctime - 100,
               "owner_pid": dead_pid, "owner_start": 1, "created": time.time()}
-    path = os.path.join(registry, f"msq-{impostor.id}-pid-{dead_pid}.json")
+    path = os.path.join(queue_records, f"msq-{impostor.id}-pid-{dead_pid}.json")
     with open(path, "w") as f:
         json.dump(forged, f)
-    with open(os.path.join(registry, "notes.txt"), "w") as f:
+    with open(os.path.join(queue_records, "notes.txt"), "w") as f:
         f.write("not a record")
     try:
         assert procmagic.sweep_queues() == []
         for q in (mine.id, foreign.id, impostor.id):
             assert row(q) is not None
         assert not os.path.exists(path)  # the stale record is dropped
-        assert os.path.exists(os.path.join(registry, "notes.txt"))
+        assert os.path.exists(os.path.join(queue_records, "notes.txt"))
     finally:
         mine.free()
         foreign.remove()

@@ -14,7 +14,7 @@ import select
 import signal
 import sys
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import sysv_ipc
@@ -24,26 +24,15 @@ from procmagic import Pool, Process, ProcessStateError
 from procmagic.core import affinity
 from procmagic.core import queue as pmq
 from procmagic.core import queue_limits
-from procmagic.core import queue_registry
 
 from .helpers import deadline
 
 WAIT = 20.0
 
 
-@pytest.fixture(autouse=True)
-def registry(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "queues"
-    path.mkdir(mode=0o700)
-    monkeypatch.setenv(queue_registry.ENV, str(path))
+pytestmark = pytest.mark.usefixtures("queue_records")
 
 
-@pytest.fixture
-def results() -> Iterator[pmq.Queue]:
-    """A queue the children push their reports to."""
-    queue = pmq.attach(None)
-    yield queue
-    queue.free()
 
 
 def take(queue: pmq.Queue, n: int, pool: Pool | None = None) -> list[str]:
