@@ -87,6 +87,8 @@ class Integration:
                 pass
 
     def _pre_run_cell(self, *args: Any) -> None:
+        if os.getpid() != self._pid:
+            return  # a child runs its body as a cell too: the kernel's fds are closed there already
         # Checked again before every cell (cheap fstat): fds the kernel closed are never closed
         # in a child by number, where the number may by now be someone else's.
         self._fds_to_close = child_setup.live_kernel_fds(self._cached_fds)
