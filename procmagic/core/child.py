@@ -43,6 +43,7 @@ except (OSError, AttributeError):  # not Linux
 
 _hooks: list[Callable[["Process"], None]] = []
 _parent_only: "weakref.WeakSet[socket.socket]" = weakref.WeakSet()
+_prune_at = 64  # close_in_children() drops closed sockets from _parent_only at this size
 
 
 def close_in_children(sock: socket.socket) -> None:
@@ -54,7 +55,15 @@ def close_in_children(sock: socket.socket) -> None:
     """
     if not isinstance(sock, socket.socket):
         raise TypeError(f"close_in_children() takes a socket.socket, not {type(sock).__name__} {sock!r}")
+    global _prune_at
     _parent_only.add(sock)
+    if len(_parent_only) >= _prune_at:
+        # Closed ones that something still holds (a finished spawn kept for %procs) would be
+        # visited by every child, a copy-on-write fault each: drop them here, now and then.
+        for held in list(_parent_only):
+            if held.fileno() < 0:
+                _parent_only.discard(held)
+        _prune_at = max(64, 2 * len(_parent_only))
 
 
 def _close_parent_only() -> None:
