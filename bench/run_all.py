@@ -37,7 +37,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "dashboard": ["--n", "100", "--children", "100", "--rounds", "2"],
 }
 #: Order: the cheap, steady ones first; anything else found in bench/ runs after these.
-ORDER = ["core", "queue", "kernel", "dashboard"]
+ORDER = ["core", "queue", "kernel", "many", "dashboard"]
 #: Benches whose SysV queues must not be mistaken for another program's: their own IPC namespace.
 ISOLATED = {"queue"}
 TIMEOUT = 900.0

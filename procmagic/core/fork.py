@@ -27,7 +27,9 @@ every step deterministically.
 from __future__ import annotations
 
 import _signal as _csignal
+import contextlib
 import os
+import sys
 import time
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
@@ -47,6 +49,8 @@ __all__ = ["fork_child", "close_in_children", "set_fault_hook", "POINTS"]
 #: Where the fault hook is called, in order, in the parent.
 POINTS = ("blocked", "forked", "registered", "unblocked")
 _ALL_SIGNALS = _csignal.valid_signals()
+_FORK_WARNS = sys.version_info >= (3, 12)  # os.fork() warns about threads from 3.12 on
+_NO_FILTERS = contextlib.nullcontext()
 _fault_hook: Callable[[str], Any] | None = None
 
 
@@ -83,11 +87,13 @@ def fork_child(proc: "Process", warning: Warning | None = None) -> ChildRecord:
     record: ChildRecord | None = None
     started = 0.0
     try:
-        with warnings.catch_warnings():
+        # Before 3.12 os.fork() never warns: no need to copy and restore the warning filters
+        # (which also resets every module's warning registry) at each fork.
+        with warnings.catch_warnings() if warning is not None or _FORK_WARNS else _NO_FILTERS:
             if warning is not None:
                 warnings.simplefilter("always", DeprecationWarning)
                 warnings.warn(warning, stacklevel=3)
-            else:
+            elif _FORK_WARNS:
                 warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks",
                                         category=DeprecationWarning)
             # Blocked until the child has its own handlers (child.py unblocks them) and until
