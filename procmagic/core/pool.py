@@ -44,6 +44,7 @@ forks a replacement at once, and becomes the caller's (``pool.detached``; join i
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 import time
@@ -51,6 +52,7 @@ from typing import Any, Callable
 
 from . import pool_bus as _pool_bus
 from . import queue as _queue
+from . import queue_limits as _queue_limits
 from .errors import ProcessStateError
 from .pool_bus import WorkerPeer
 from .pool_supervisor import ReloadError, ReloadWarning, _Supervisor
@@ -75,8 +77,8 @@ def _callable_or_none(value: Any, name: str) -> Any:
 
 
 def _seconds(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or float(value) < 0:
-        raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= float(value) < math.inf:
+        raise ValueError(f"{name} must be a number of seconds >= 0 (finite), not {value!r}")
     return float(value)
 
 
@@ -113,8 +115,8 @@ class Pool(_Supervisor, _WorkerSide):
         self.n = int(n)
         self.ipc = ipc
         self.mode = mode
-        self.key = key
-        self.capacity = capacity
+        self.key = _queue._check_key(key)  # refused here, not once the workers are forked
+        self.capacity = _queue_limits.check_capacity(capacity)
         self.respawn = respawn
         self.backoff = _seconds(backoff, "backoff")
         self.max_backoff = _seconds(max_backoff, "max_backoff")
