@@ -84,6 +84,9 @@ def _identity(process: Any) -> tuple[int, int | None]:
     """(me, peer) for a handle owned by ``process`` in this process."""
     if process is None:
         return PARENT, None
+    if not hasattr(process, "pid") or not hasattr(process, "id"):
+        raise TypeError(f"process must be a procmagic Process (its child's queue) or None (this process alone), "
+                        f"not {process!r}; a named queue's key goes in key=, like attach(None, key=0x7000)")
     if process.pid == os.getpid():  # a Process is its own child's, in that child
         return process.id, PARENT
     return PARENT, process.id

@@ -168,6 +168,12 @@ def test_use_queue_refuses_bad_arguments(kwargs: dict[str, Any], exc: type, matc
     assert proc._queue is None
 
 
+@pytest.mark.parametrize("process", ["abc", 0x7000])
+def test_attach_refuses_what_is_not_a_process(process: Any) -> None:
+    with pytest.raises(TypeError, match=r"process must be a procmagic Process .* not .*; a named queue's key goes in key="):
+        pmq.attach(process)
+
+
 def test_push_and_pop_refuse_bad_data() -> None:
     with pmq.attach(None) as q:
         for empty in (b"", ""):
