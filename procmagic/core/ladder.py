@@ -22,7 +22,7 @@ import os
 import select
 import signal as _signal
 import time
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from . import timing
 from .reaper import group_alive, registry
@@ -80,6 +80,31 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def _checked_step(step: Any) -> tuple[int, float | None]:
+    sig: Any
+    grace: Any
+    try:
+        sig, grace = step
+    except (TypeError, ValueError):
+        raise ValueError(f"each step must be a (signal, grace in seconds) pair, like (signal.SIGTERM, 2.0) "
+                         f"(None: wait forever), not {step!r}") from None
+    return signal_number(sig), timing.seconds(grace, "grace")
+
+
+def _checked_procs(procs: Iterable["Process"]) -> list["Process"]:
+    from .process import Process  # (process.py imports this module)
+
+    try:
+        found = list(procs)
+    except TypeError:
+        raise TypeError(f"procs must be an iterable of procmagic Process objects, not {procs!r}") from None
+    strangers = [p for p in found if not isinstance(p, Process)]
+    if strangers:
+        raise TypeError(f"procs must be procmagic Process objects (a bare pid: procmagic.kill(pid, sig)), not "
+                        f"{strangers[0]!r}")
+    return found
+
+
 class Ladder:
     """Stop ``procs`` step by step without blocking (see the module docs).
 
@@ -89,10 +114,10 @@ class Ladder:
 
     def __init__(self, procs: Iterable["Process"], steps: Sequence[Step], reason: str | None = None,
                  groups: Iterable[int] = ()) -> None:
-        self.steps = [(signal_number(sig), timing.seconds(grace, "grace")) for sig, grace in steps]
+        self.steps = [_checked_step(step) for step in steps]
         if not self.steps or self.steps[-1][0] != _signal.SIGKILL:
             self.steps.append((int(_signal.SIGKILL), None))
-        self.procs = [p for p in procs if p.pid is not None]
+        self.procs = [p for p in _checked_procs(procs) if p.pid is not None]
         # pgid == pid: each child leads its own; plus groups whose leader is long gone
         self.groups = sorted({p.pid for p in self.procs if p.pid is not None} | set(groups))
         self.reason = reason

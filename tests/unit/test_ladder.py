@@ -69,6 +69,18 @@ def test_a_ladder_always_ends_with_sigkill():
         ladder.Ladder([], [(signal.SIGTERM, -1)])
 
 
+@pytest.mark.parametrize("procs, steps, exc, match", [
+    (None, None, TypeError, "procs must be an iterable of procmagic Process objects, not None"),
+    ([1234], None, TypeError, r"procs must be procmagic Process objects \(a bare pid: procmagic.kill\(pid, sig\)\), not 1234"),
+    ([], [(signal.SIGTERM, 1, 2)], ValueError, r"each step must be a \(signal, grace in seconds\) pair"),
+    ([], [signal.SIGTERM], ValueError, r"each step must be a \(signal, grace in seconds\) pair"),
+    ([], [(signal.SIGTERM, -1)], ValueError, "grace must be >= 0 seconds"),
+])
+def test_the_ladder_refuses_bad_arguments(procs, steps, exc, match):
+    with pytest.raises(exc, match=match):
+        ladder.stop(procs, steps)
+
+
 def test_poll_ms_rounds_up_and_never_goes_negative():
     now = 100.0
     assert timing.poll_ms(None, now) is None
