@@ -59,7 +59,7 @@ print("after free_queue():     ", [q.id for q in queues() if q.mine])
 # whichever consumer is free takes the next job: that is how a queue shares work.
 #
 # `%%spawn --queue` gives all the children of a spawn one private queue, reachable in the
-# body as `proc.push()` / `proc.pop()`, removed when the spawn ends. With `-n 4`, worker 0
+# body as `proc.push()` / `proc.pop()`, removed when the spawn ends (if it is empty). With `-n 4`, worker 0
 # is the producer here and workers 1 to 3 are cooks. Each cook stops at the "closing time"
 # note, so the producer pushes one per cook.
 
@@ -158,7 +158,8 @@ for p in (a, b):
 # %% [markdown]
 # ## Cleaning up
 #
-# - A private `%%spawn --queue` is removed when the spawn ends.
+# - A private `%%spawn --queue` is removed when the spawn ends, if it is empty then; one still
+#   holding messages stays until `free_queue()` or the kernel's shutdown.
 # - A queue you create with `use_queue()` lives until `free_queue()`, or until the kernel
 #   exits (procmagic removes it then).
 # - `queues()` lists the queues procmagic made for your user that still exist (`mine` marks
