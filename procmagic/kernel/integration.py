@@ -17,15 +17,16 @@ import time
 from typing import Any, Callable
 
 from ..core import child as core_child
+from ..core import ladder as core_ladder
 from ..core.process import Process
-from ..core import ladder
 from ..core.reaper import registry
 from ..core.signals import reserve_signal
 from ..core.status import ExitStatus
 from . import child_setup, spawn as spawn_mod, threads
 from .context import Context, guard_iopub_thread
+from .background import BackgroundDriver
+from .foreground import run_foreground
 from .interrupts import InterruptLatch
-from .drivers import BackgroundDriver, run_foreground
 from .spawn import Settings, Spawn
 from .terminal import TerminalBackground, drain_terminal
 
@@ -64,10 +65,16 @@ class Integration:
             child_setup.setup_child(proc, kernel, shell, self._fds_to_close)
 
         self._cleanups.append(core_child.add_child_hook(hook))
-        self._cleanups.append(registry.subscribe(self._on_registry))
+        # Children are reaped wherever the kernel runs: on the main thread's loop while it is
+        # idle, and on the IOPub thread's loop, which keeps running while a cell blocks (an
+        # exit is then reported at once, with its real wall time). No thread of procmagic's.
         loop = self.ctx.main_loop()
         if loop is not None:
             self._cleanups.append(registry.watch(loop))
+        iopub = self.ctx.output_loop()
+        iopub_thread = _iopub_thread_ident(self.ctx.kernel)
+        if iopub is not None and iopub is not loop and iopub_thread is not None:
+            self._cleanups.append(registry.watch(iopub, thread=iopub_thread))
         self._on("pre_run_cell", self._pre_run_cell)
         if self.ctx.terminal:
             self._on("post_run_cell", self._post_run_cell)
@@ -97,13 +104,6 @@ class Integration:
     def _post_run_cell(self, *args: Any) -> None:
         drain_terminal()
 
-    def _on_registry(self, event: str, proc: Process, status: Any) -> None:
-        if event != "reaped":
-            return
-        spawn = spawn_mod.spawn_of(proc)
-        if spawn is not None and isinstance(spawn.driver, (BackgroundDriver, TerminalBackground)):
-            spawn.driver.child_reaped(proc, status)
-
     # -- running spawns ------------------------------------------------------------------------
     def new_spawn(self, options: Any, source: str) -> Spawn:
         return Spawn(self.ctx, options, source, self.settings())
@@ -121,10 +121,11 @@ class Integration:
             return
         loop = self.ctx.output_loop()
         if loop is None:  # a terminal: the output is drained around each cell
-            spawn.driver = TerminalBackground(spawn)
+            spawn.attach(TerminalBackground(spawn))
         else:
-            spawn.driver = BackgroundDriver(spawn, loop)
-            spawn.driver.start()
+            driver = BackgroundDriver(spawn, loop)
+            spawn.attach(driver)
+            driver.start()
 
     def wait(self, procs: list[Process], timeout: float | None) -> tuple[list[ExitStatus], list[Process]]:
         """Wait for ``procs`` to end and their spawns' output to drain (``%wait``); returns the
@@ -159,17 +160,24 @@ class Integration:
 
     # -- the end -------------------------------------------------------------------------------
     def shutdown(self) -> None:
-        """Stop and reap every child, and what reaped ones left in their process groups
-        (the core's stop ladder: SIGTERM, then SIGKILL after term_grace); free queues."""
+        """Stop every child and what ended ones left in their process groups (the core's stop
+        ladder: SIGTERM, then SIGKILL after term_grace), reap them; free the spawns' queues."""
         if os.getpid() != self._pid:
             return
-        ladder.stop_all(self.settings().term_grace, reason="shutdown")
+        core_ladder.stop_all(grace=self.settings().term_grace, reason="shutdown")
         for spawn in spawn_mod.spawns():
             if spawn.queue is not None:
                 try:
                     spawn.queue.free()
                 except Exception:
                     pass
+
+
+def _iopub_thread_ident(kernel: Any) -> int | None:
+    """The ident of the thread running the kernel's IOPub loop (None without one)."""
+    runner = getattr(getattr(kernel, "iopub_thread", None), "thread", None)
+    ident = getattr(runner, "ident", None)
+    return ident if isinstance(ident, int) else None
 
 
 def _draining(proc: Process) -> bool:

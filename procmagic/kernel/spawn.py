@@ -2,12 +2,13 @@
 
 This module builds the children (one ``Process`` each, plus the channel and fd sockets of the
 kernel integration), starts them and records the spawn where the widgets and ``%procs`` find
-it. ``drivers.py`` then runs it in the foreground or in the background.
+it. ``foreground.py`` or ``background.py`` (``terminal.py`` in terminal IPython) then runs it.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import heapq
 import itertools
 import os
@@ -153,8 +154,10 @@ class Spawn:
         self.interrupted = False
         self.finished = threading.Event()
         self.log_path: str | None = None
-        self.driver: Any = None
+        self.driver: Any = None  # set by attach(): who runs the spawn once it started
         self.queue: Any = None
+        self._lock = threading.Lock()  # children's ends arrive on the thread that reaped them
+        self._ended: dict[int, ExitStatus] = {}
         # the log goes to this kernel's private directory (core.runtime) unless log_dir is set
         self.router = Router(self.publish, label_workers=options.n > 1, cap=settings.output_cap,
                              interval=settings.flush_interval, log_dir=settings.log_dir or None,
@@ -185,6 +188,9 @@ class Spawn:
                 proc = Process(target, redirect=opts.redirect, pipe=opts.pipe, name=name,
                                child_setup=_roomy_pipe if opts.redirect else None)
                 proc.worker = i
+                # subscribed before the fork: whoever reaps the child (a sibling's start(), the
+                # IOPub loop, a join()), its end reaches this spawn's driver exactly once
+                proc.add_done_callback(functools.partial(self._child_ended, proc))
                 ch_parent = ch_child = fd_parent = fd_child = None
                 if kernel:
                     ch_parent, ch_child = make_channel()
@@ -222,6 +228,23 @@ class Spawn:
             raise
         _history.append(self)
         emit("started", self)
+
+    def _child_ended(self, proc: Process, status: ExitStatus) -> None:
+        """A child was reaped (on the reaping thread): tell the driver, or keep it for attach()."""
+        with self._lock:
+            self._ended[proc.id] = status
+            driver = self.driver
+        if driver is not None:
+            driver.child_reaped(proc, status)
+
+    def attach(self, driver: Any) -> None:
+        """Hand the started spawn to ``driver`` (``child_reaped(proc, status)`` for each child's
+        end), with the ends that came before it existed: none is lost, none told twice."""
+        with self._lock:
+            self.driver = driver
+            ended = [(p, self._ended[p.id]) for p in self.procs if p.id in self._ended]
+        for proc, status in ended:
+            driver.child_reaped(proc, status)
 
     def _attach_queue(self) -> None:
         key = None if self.options.queue == -1 else self.options.queue

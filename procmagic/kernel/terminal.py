@@ -25,8 +25,9 @@ class TerminalBackground:
         TerminalBackground.active.append(self)
 
     def child_reaped(self, proc: Process, status: Any) -> None:
-        self.reaped.add(proc.id)
-        self.spawn.record(proc, status)
+        if proc.id not in self.reaped:
+            self.reaped.add(proc.id)
+            self.spawn.record(proc, status)
 
     def drain(self) -> None:
         """Publish whatever the children wrote so far; finish the spawn once all were reaped."""

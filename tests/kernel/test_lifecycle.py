@@ -278,3 +278,84 @@ def test_an_interrupt_storm_right_after_a_spawn_leaves_no_child_behind(k):
             f"storm {storm}: {[(c.pid, c.status()) for c in kernel.children(recursive=True)]} left"
     left = k.execute("import procmagic\nprint('live', len(procmagic.children()))")
     assert "live 0" in left.text(), left.text()
+@pytest.mark.timeout(400)
+def test_background_workers_always_report_every_exit_status(k):
+    # -n 4 --bg: a sibling's start() may reap a child that exits at once, before the spawn's
+    # driver exists; every one of the four statuses must still reach the cell.
+    def soak(count: int, first: int) -> list[str]:
+        cells = [k.execute(f"%%spawn -n 4 --bg --name soak{first + i}\npass") for i in range(count)]
+        for cell in cells:
+            ok = k.collect_until(lambda: len(_statuses(k.stream_text(cell.msg_id))) >= 4, timeout=60)
+            assert ok, f"a -n 4 --bg spawn reported {_statuses(k.stream_text(cell.msg_id))}"
+        return [cell.msg_id for cell in cells]
+
+    soak(5, 0)
+    before = _kernel_fds(k)
+    for msg_id in soak(45, 5):
+        assert [s[1] for s in _statuses(k.stream_text(msg_id))] == ["exited 0"] * 4
+    waited = k.execute("%wait")
+    assert "no live procmagic children" in waited.text()
+    assert _kernel_fds(k) <= before + 2, f"the kernel's fds grew from {before} to {_kernel_fds(k)}"
+
+
+
+
+
+
+def test_a_background_exit_is_reported_while_another_cell_blocks(k):
+    bg = k.execute("%%spawn --bg --name quick\nimport time; time.sleep(1)")
+    blocker = k.execute("import time; time.sleep(10)", wait=False)
+    k.finish(blocker, timeout=120)
+    assert k.collect_until(lambda: _statuses(k.stream_text(bg.msg_id)), timeout=30)
+    name, how, wall = _statuses(k.stream_text(bg.msg_id))[0]
+    assert (name, how) == ("quick", "exited 0")
+    assert 0.9 <= wall < 8, f"the child slept 1 s; its status says {wall} s"
+    # the status reached the frontend while the blocking cell still ran
+    order = [(m["parent_header"].get("msg_id"), m["msg_type"], m["content"]) for m in k.all]
+    status_at = next(i for i, (parent, kind, content) in enumerate(order)
+                     if parent == bg.msg_id and kind == "stream" and "quick (id" in content.get("text", ""))
+    idle_at = next(i for i, (parent, kind, content) in enumerate(order)
+                   if parent == blocker.msg_id and kind == "status" and content["execution_state"] == "idle")
+    assert status_at < idle_at, "the exit status waited for the blocking cell to end"
+
+
+_GRANDCHILD = ("import subprocess\n"
+               "p = subprocess.Popen(['sh', '-c', 'trap \"\" TERM; exec sleep 300'])  # deaf to SIGTERM\n"
+               "print('grandchild', p.pid, flush=True)\n")
+
+
+def _grandchild(kernel: Kernel, msg_id: str) -> int:
+    assert kernel.wait_for_text(msg_id, "grandchild ", 60)
+    return int(kernel.stream_text(msg_id).split("grandchild ")[1].split()[0])
+
+
+def test_a_grandchild_ends_with_its_foreground_cell(k):
+    cell = k.execute("%%spawn --name gp\n" + _GRANDCHILD, timeout=120)
+    pid = _grandchild(k, cell.msg_id)
+    assert _gone(pid), "the grandchild outlived its cell"
+    assert "stopping what the child left running in its process group" in cell.text()
+
+
+def test_a_background_grandchild_is_stopped_at_shutdown(k):
+    cell = k.execute("%%spawn --bg --name gpbg\n" + _GRANDCHILD + "import time; time.sleep(300)")
+    pid = _grandchild(k, cell.msg_id)
+    child = _pid_of(k, "gpbg")
+    k.km.shutdown_kernel(now=False)
+    assert _gone(child) and _gone(pid), "a child or its grandchild outlived the kernel's shutdown"
+
+
+def test_a_grandchild_left_by_an_ended_background_child_is_stopped_at_restart(k):
+    cell = k.execute("%%spawn --bg --name gpleft\n" + _GRANDCHILD)
+    pid = _grandchild(k, cell.msg_id)
+    assert k.collect_until(lambda: "gpleft (id" in k.stream_text(cell.msg_id), 60)  # the child ended
+    assert not _gone(pid, timeout=0.5), "the documented rule: a --bg child's leftovers run on meanwhile"
+    k.km.restart_kernel(now=False)
+    k.kc.wait_for_ready(timeout=60)
+    assert _gone(pid), "the grandchild outlived the kernel's restart"
+
+
+def test_a_grandchild_does_not_outlive_a_sigkilled_kernel(k):
+    cell = k.execute("%%spawn --bg --name gpkill\n" + _GRANDCHILD + "import time; time.sleep(300)")
+    pid = _grandchild(k, cell.msg_id)
+    os.kill(k.pid, signal.SIGKILL)
+    assert _gone(pid, timeout=60), "the grandchild outlived a SIGKILLed kernel"
