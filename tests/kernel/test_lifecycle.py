@@ -272,8 +272,9 @@ def test_an_interrupt_storm_right_after_a_spawn_leaves_no_child_behind(k):
             time.sleep(0.005 * ((storm + i) % 5))  # interrupts at every point of the fork path
             k.km.interrupt_kernel()
         idle = k.collect_until(lambda: any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
-                                           for m in k.by_parent.get(cell.msg_id, [])), timeout=120)
-        assert idle, f"storm {storm}: the cell never ended"  # (its reply may be lost to ipykernel's own dispatch)
+                                           for m in k.by_parent.get(cell.msg_id, [])), timeout=60)
+        if not idle:  # an interrupt landing in ipykernel's own dispatch can cost a cell its reply and idle
+            assert k.execute("print('answering')", timeout=60).text() == "answering\n", f"storm {storm}: stuck"
         assert k.collect_until(lambda: not kernel.children(recursive=True), timeout=30), \
             f"storm {storm}: {[(c.pid, c.status()) for c in kernel.children(recursive=True)]} left"
     left = k.execute("import procmagic\nprint('live', len(procmagic.children()))")
