@@ -668,8 +668,8 @@ def test_sigusr1_while_start_blocks_reloads_the_workers(results: pmq.Queue, tmp_
                 os.kill(pool.master_pid, signal.SIGUSR1)  # the pool's loop reloads
         time.sleep(WAIT * 3)
 
-    pool = Pool(2, target)
-    with deadline(WAIT * 2):
+    pool = Pool(2, target, max_wait_time=WAIT)  # the reload's wait for each new worker, on a loaded machine
+    with deadline(WAIT * 4):
         pool.start()
     reports = take(results, 4)
     old = {r.split()[1]: r.split()[2] for r in reports if r.startswith("old")}
