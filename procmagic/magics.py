@@ -298,6 +298,8 @@ class ProcMagics(Magics):
     @line_magic
     def forkcheck(self, line: str) -> None:
         """Show the threaded-fork guard's census of live threads and its verdict."""
+        if line.strip():
+            raise UsageError(f"%forkcheck takes no arguments, not {line.strip()!r}")
         census = guard.census()
         print(census)
         if not census.ok:
@@ -307,6 +309,8 @@ class ProcMagics(Magics):
     def procs(self, line: str) -> None:
         """The live dashboard of procmagic's children: processes, queue traffic, alarms and reaped
         exit statuses (newest first). In a terminal, the same four parts as text tables."""
+        if line.strip():
+            raise UsageError(f"%procs takes no arguments, not {line.strip()!r} (procmagic.get(NAME) shows one child)")
         drain_terminal()
         registry.reap_ready()
         spawns, children = spawn_mod.dropped()

@@ -225,6 +225,13 @@ def test_bad_options_raise_usage_error_with_the_usage_line(k):
         assert "usage: %spawn" in out, (line, out)
 
 
+def test_line_magics_without_options_refuse_arguments(k):
+    for line in ("%procs --bogus", "%forkcheck 3"):
+        reply = k.execute(line).reply
+        assert reply["status"] == "error" and reply["ename"] == "UsageError", (line, reply)
+        assert f"{line.split()[0]} takes no arguments, not '{line.split()[1]}'" in reply["evalue"], (line, reply)
+
+
 def test_stale_reference_to_the_kernel_stdout_writes_into_the_spawning_cell(k):
     k.execute("import logging, sys\nlog = logging.getLogger('stale')\nlog.addHandler(logging.StreamHandler(sys.stdout))\nlog.setLevel(logging.INFO)")
     cell = k.execute("%%spawn\nlog.info('logged from the child')")
