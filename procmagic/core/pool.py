@@ -242,7 +242,7 @@ class Pool(_Supervisor, _WorkerSide):
             raise ValueError("on_message needs messages: ipc='queue' or ipc='pipe'")
         self._state = "running"
         self.master_pid = os.getpid()
-        try:
+        with self._stopped_on_error():
             self._ctrl_r, self._ctrl_w = os.pipe2(os.O_CLOEXEC)
             os.set_blocking(self._ctrl_r, False)
             if self.ipc == "queue":
@@ -266,12 +266,6 @@ class Pool(_Supervisor, _WorkerSide):
                 self._supervise(None)
             else:
                 self._step()
-        except KeyboardInterrupt:
-            self._interrupted()
-            raise
-        except BaseException:
-            self._abort()
-            raise
 
     def wait(self, timeout: float | None = None) -> bool:
         """Supervise the workers (respawns, callbacks, requests) until the pool stops, or for
@@ -281,14 +275,8 @@ class Pool(_Supervisor, _WorkerSide):
             timeout = _seconds(timeout, "timeout")
         if self._state == "stopped":
             return True
-        try:
+        with self._stopped_on_error():
             return self._supervise(None if timeout is None else time.monotonic() + timeout)
-        except KeyboardInterrupt:
-            self._interrupted()
-            raise
-        except BaseException:
-            self._abort()
-            raise
 
     def send(self, worker_id: int | None, data: bytes | str) -> None:
         """Send ``data`` to worker ``worker_id``'s ``on_message`` (None: any worker, in a

@@ -9,13 +9,14 @@ requests: a worker's ``shutdown()`` or ``detach()``, and the signals the pool ha
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal as _signal
 import threading
 import time
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from . import ladder as _ladder
 from . import pool_bus as _pool_bus
@@ -306,6 +307,19 @@ class _Supervisor:
         except BaseException:
             self.on_worker_exit = self.on_stop = None
             self._stop_quietly()
+
+    @contextlib.contextmanager
+    def _stopped_on_error(self) -> Iterator[None]:
+        """Around the parent's supervising calls: a KeyboardInterrupt stops the pool cleanly
+        (callbacks included), any other error quietly; either propagates."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
+        except BaseException:
+            self._abort()
+            raise
 
     def _stop_quietly(self) -> None:
         try:
