@@ -30,7 +30,7 @@ import socket
 import struct
 from typing import Any, Callable
 
-__all__ = ["Bus", "Inbox", "PidTable", "WorkerPeer", "CHUNK"]
+__all__ = ["Bus", "Inbox", "PidTable", "WorkerPeer", "CHUNK", "wait_writable"]
 
 _HEADER = struct.Struct("=iB")  # sender pid, flags
 _FIRST, _LAST = 1, 2

@@ -17,7 +17,7 @@ from .errors import ProcessStateError
 if TYPE_CHECKING:
     from .process import Process
 
-__all__ = ["ProcessName", "SchedulingMixin", "next_id"]
+__all__ = ["ProcessName", "SchedulingMixin", "next_id", "preload_title"]
 
 
 _ids = itertools.count(1)

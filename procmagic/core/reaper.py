@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .process import Process
 
 __all__ = ["Registry", "registry", "wait", "watch", "pidfd_supported", "children", "reaped", "procs", "get",
-           "group_alive"]
+           "group_alive", "open_pidfd"]
 
 Listener = Callable[[str, "Process", "ExitStatus | None"], None]
 

@@ -17,7 +17,8 @@ from typing import Any, Callable, Mapping, Union
 
 from . import counters
 
-__all__ = ["kill", "signal", "alarm", "reserve_signal", "signal_number", "SignalLike", "child_handlers"]
+__all__ = ["kill", "signal", "alarm", "reserve_signal", "signal_number", "SignalLike", "child_handlers",
+           "action_for"]
 
 SignalLike = Union[int, str, _signal.Signals]
 

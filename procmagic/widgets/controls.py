@@ -15,7 +15,7 @@ from ..core.process import Process
 from .facts import signal_name
 from .render import row_html
 
-__all__ = ["ACTIONS", "shared", "send_signal", "RowPool", "action_buttons"]
+__all__ = ["ACTIONS", "shared", "send_signal", "RowPool", "action_buttons", "html", "button"]
 
 #: (label, short label, signal, tooltip, button_style, dom class)
 ACTIONS = (

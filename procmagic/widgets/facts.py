@@ -25,7 +25,8 @@ from ..kernel.stdin import waiting as stdin_waiting
 
 __all__ = [
     "STATES", "state_of", "runtime_of", "how_short", "Sampler", "ProcFacts", "proc_facts", "AlarmFacts",
-    "alarm_facts", "QueueFacts", "QueueWatch", "is_failure", "recent_procs",
+    "alarm_facts", "QueueFacts", "QueueWatch", "QueueUser", "is_failure", "recent_procs", "state_of_status",
+    "counters_of", "signal_name", "fmt_runtime", "fmt_interval", "fmt_bytes", "fmt_ago",
 ]
 
 #: The states a child is shown in.

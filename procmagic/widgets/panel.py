@@ -40,7 +40,7 @@ from .hub import DONE, LIVE, Hub, View
 from .render import INFO, MUTED, header_html, late_html, panel_html, rows_html
 from .tables import late_text, spawn_text
 
-__all__ = ["PanelView", "show_panel", "settle"]
+__all__ = ["PanelView", "show_panel", "settle", "running_on"]
 
 _escape = _html.escape
 

@@ -17,7 +17,7 @@ from .facts import (AlarmFacts, ProcFacts, QueueFacts, fmt_ago, fmt_bytes, fmt_i
 
 __all__ = ["row_html", "rows_html", "panel_html", "header_html", "queues_html", "alarms_html", "reaped_html",
            "depth_svg", "section", "late_html", "BOX", "MONO", "TEXT", "MUTED", "BORDER", "GOOD", "ERROR", "WARN",
-           "INFO", "BRAND"]
+           "INFO", "BRAND", "badge"]
 
 # Colours come from the frontend's theme: JupyterLab's and Notebook 7's CSS variables, then VS
 # Code's (its notebook outputs define --vscode-*), then a value that reads on light and dark
