@@ -12,7 +12,6 @@ import functools
 import heapq
 import itertools
 import os
-import signal as _signal
 import socket
 import sys
 import threading
@@ -21,6 +20,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Deque
 
+from ..core import ladder as core_ladder
 from ..core.child import close_in_children
 from ..core.process import Process
 from ..core.status import ExitStatus, format_size
@@ -279,20 +279,16 @@ class Spawn:
                 f"{status.wall_time:.2f} s, cpu {status.cpu_time:.2f} s, peak rss {format_size(status.max_rss)}\n")
 
     def stop_worker(self, worker: int | None) -> None:
-        """Stop the child of ``worker`` (None: every child) without blocking: SIGTERM to its
-        group now, SIGKILL after ``term_grace`` if it is still running (on the output loop)."""
+        """Stop the child of ``worker`` (None: every child) without blocking, through the core's
+        stop ladder: SIGTERM to its group now, SIGKILL after ``term_grace`` if it is still
+        running (the ladder's next step is taken on the output loop)."""
         procs = [p for p in self.procs if worker is None or getattr(p, "worker", None) == worker]
-        for proc in procs:
-            proc.kill(_signal.SIGTERM)
-
-        def kill_rest() -> None:
-            for proc in procs:
-                if proc.exitstatus is None:
-                    proc.kill(_signal.SIGKILL)
-
+        stopping = core_ladder.Ladder(procs, core_ladder.TERMINATE(self.settings.term_grace), reason="bad data")
+        stopping.advance()
         loop = self.ctx.output_loop()
-        if loop is not None:
-            loop.call_soon_threadsafe(loop.call_later, self.settings.term_grace, kill_rest)
+        if loop is not None and stopping.deadline is not None:
+            # a moment past the deadline, so that the one tick() escalates
+            loop.call_soon_threadsafe(loop.call_later, self.settings.term_grace + 0.01, stopping.tick)
 
     def record(self, proc: Process, status: ExitStatus) -> None:
         self.statuses[proc.id] = status
