@@ -290,6 +290,10 @@ class Pool(_Supervisor, _WorkerSide):
             self._require_parent("send")
         if self._state == "stopped" and self.worker_id is None:
             raise ProcessStateError(f"pool {self.name!r} has stopped")
+        if worker_id is None and (self.ipc, self.mode) != ("queue", "balance"):
+            how = "ipc='pipe'" if self.ipc == "pipe" else "mode='orient'"
+            raise TypeError(f"send(None, ...) (any worker) needs a pool made with ipc='queue', mode='balance'; "
+                            f"this one has {how}: name a worker id from 0 to {self.n - 1}")
         if self.ipc == "queue":
             queue = self.queue
             if self.mode == "balance":

@@ -121,9 +121,12 @@ def test_send_refuses_bad_workers(stop_pools: list[Pool]) -> None:
     pool.start(block=False)
     with pytest.raises(ProcessStateError, match="started already"):
         pool.start()
-    for wid, exc in ((2, ValueError), (-1, ValueError), (None, TypeError), (True, TypeError), ("0", TypeError)):
+    for wid, exc in ((2, ValueError), (-1, ValueError), (True, TypeError), ("0", TypeError)):
         with pytest.raises(exc, match="worker_id must be"):
             pool.send(wid, b"x")
+    with pytest.raises(TypeError, match=r"send\(None, ...\) \(any worker\) needs a pool made with ipc='queue', "
+                                        r"mode='balance'; this one has mode='orient': name a worker id from 0 to 1"):
+        pool.send(None, b"x")
     with pytest.raises(ValueError, match="refuses empty data"):
         pool.send(0, b"")
     pool.shutdown(timeout=5)
