@@ -35,11 +35,52 @@ def _integration() -> Any:
     shell = get_ipython()
     if shell is None:
         raise RuntimeError("procmagic --engines: this engine runs no IPython shell")
+    _name_the_iopub_thread(getattr(shell, "kernel", None))
     if magics._instance is None:
         shell.run_line_magic("load_ext", "procmagic")
     if magics._instance is None:
         raise RuntimeError("procmagic could not be loaded on this engine (%load_ext procmagic failed)")
+    _reap_on_iopub(magics._instance.ctx)
     return magics._instance
+
+
+def _name_the_iopub_thread(kernel: Any) -> None:
+    """An ipyparallel engine hands its kernel the IOPub thread itself as ``iopub_socket`` and
+    leaves ``kernel.iopub_thread`` unset (ipykernel's own app sets both). procmagic finds the
+    IOPub thread by that name: without it, an engine's children's output, exits and spawns ran
+    on the engine's main thread, stalled while the engine runs anything else, and the threaded
+    publishing rules (docs/reliability.md) did not apply. Name it, before procmagic loads."""
+    if kernel is None or getattr(kernel, "iopub_thread", None) is not None:
+        return
+    from ipykernel.iostream import IOPubThread
+
+    socket_ = getattr(kernel, "iopub_socket", None)
+    if isinstance(socket_, IOPubThread):
+        kernel.iopub_thread = socket_
+        from ..kernel.context import guard_iopub_thread
+
+        guard_iopub_thread(kernel)  # what loading procmagic does; done here if it was loaded before
+
+
+_reaping_on_iopub = False
+
+
+def _reap_on_iopub(ctx: Any) -> None:
+    """Reap the engine's children from its IOPub thread's loop too (once per engine), not only
+    from the main thread's: an engine busy with another task (``%%px``, an ``apply``) then still
+    reports its children's exits, and ends their spawns, as they happen; and an idle engine
+    reports them without a hop through its main thread (whichever loop sees an exit first
+    reaps it: docs/core.md, ``watch``)."""
+    global _reaping_on_iopub
+    if _reaping_on_iopub:
+        return
+    from ..core.reaper import watch
+
+    runner = getattr(getattr(ctx.kernel, "iopub_thread", None), "thread", None)
+    loop = ctx.output_loop()
+    if loop is not None and runner is not None and loop is not ctx.main_loop():
+        watch(loop, thread=runner.ident)
+    _reaping_on_iopub = True
 
 
 def _engine_id(shell: Any) -> int:

@@ -333,25 +333,33 @@ def test_procs_rows_signal_one_remote_child_through_its_engine(nb, cluster):
 def test_a_busy_engine_shows_as_not_answering_then_answers_again(nb, cluster):
     import os
 
-    marker = os.path.join(cluster.profile_dir, "go-on")
-    msg_id = nb.kc.execute("%%spawn --engines 1, --view rc --name patient\nimport os, time\n"
-                           "print('started', flush=True)\n"
-                           f"while not os.path.exists({marker!r}): time.sleep(0.1)\nprint('done', flush=True)\n")
-    assert nb.wait_for_text(msg_id, "[engine 1] started", timeout=60), nb.stream_text(msg_id)
-    busy = cluster.client[1].apply_async(__import__("time").sleep, 10)  # the engine cannot answer meanwhile
+    marker = os.path.join(cluster.profile_dir, "go-on-")
+    cell = nb.execute("%%spawn --engines 1, --view rc -n 2 --bg --name patient\nimport os, time\n"
+                      "print('started', proc.worker, flush=True)\n"
+                      f"while not os.path.exists({marker!r} + str(proc.worker)): time.sleep(0.1)\n"
+                      "print('done', proc.worker, flush=True)\n", timeout=90)
+    assert cell.reply["status"] == "ok", cell.outputs
+    assert nb.collect_until(lambda: nb.stream_text(cell.msg_id).count("started") == 2, 60), nb.stream_text(cell.msg_id)
+    busy = cluster.client[1].apply_async(__import__("time").sleep, 15)  # the engine cannot answer meanwhile
     try:
-        assert nb.wait_for_text(msg_id, "has not answered for 5 s", timeout=60), nb.stream_text(msg_id)
+        assert nb.wait_for_text(cell.msg_id, "has not answered for 5 s", timeout=60), nb.stream_text(cell.msg_id)
+        open(marker + "0", "w").close()
+        # the busy engine still forwards output and reaps (from its IOPub thread): worker 0's end arrives
+        assert nb.wait_for_text(cell.msg_id, "[engine 1] [0] done 0", timeout=30), nb.stream_text(cell.msg_id)
+        ask = "import procmagic.engines as _e\nprint([c.how for c in _e.remote_spawns()[-1].children])"
+        assert wait_until(lambda: "exited 0" in nb.execute(ask, timeout=30).text(), 30)
+        assert not busy.ready(), "the exit status came while the engine was busy"
         busy.get(timeout=60)
-        assert nb.wait_for_text(msg_id, "answers again", timeout=60), nb.stream_text(msg_id)
+        assert nb.wait_for_text(cell.msg_id, "answers again", timeout=60), nb.stream_text(cell.msg_id)
     finally:
-        open(marker, "w").close()
-    from tests.kernel.conftest import Cell
-
-    cell = nb.finish(Cell(msg_id), timeout=60)
-    text = cell.text()
-    assert cell.reply["status"] == "ok", cell.reply
-    assert "[engine 1] done" in text and "exited 0" in text and "is lost" not in text, text
-    os.unlink(marker)
+        open(marker + "0", "w").close()
+        open(marker + "1", "w").close()
+    waited = nb.execute("%wait patient --timeout 60", timeout=90)
+    text = nb.stream_text(cell.msg_id) + waited.text()
+    assert "[engine 1] [1] done 1" in text and "is lost" not in text, text
+    assert waited.text().count("exited 0") == 2, waited.text()
+    os.unlink(marker + "0")
+    os.unlink(marker + "1")
     assert no_forks_left(cluster)
 
 
