@@ -40,7 +40,6 @@ def _integration() -> Any:
         shell.run_line_magic("load_ext", "procmagic")
     if magics._instance is None:
         raise RuntimeError("procmagic could not be loaded on this engine (%load_ext procmagic failed)")
-    _reap_on_iopub(magics._instance.ctx)
     return magics._instance
 
 
@@ -49,7 +48,8 @@ def _name_the_iopub_thread(kernel: Any) -> None:
     leaves ``kernel.iopub_thread`` unset (ipykernel's own app sets both). procmagic finds the
     IOPub thread by that name: without it, an engine's children's output, exits and spawns ran
     on the engine's main thread, stalled while the engine runs anything else, and the threaded
-    publishing rules (docs/reliability.md) did not apply. Name it, before procmagic loads."""
+    publishing rules (docs/reliability.md) did not apply. Name it, before procmagic loads (its
+    integration then also reaps on that thread's loop)."""
     if kernel is None or getattr(kernel, "iopub_thread", None) is not None:
         return
     from ipykernel.iostream import IOPubThread
@@ -62,25 +62,6 @@ def _name_the_iopub_thread(kernel: Any) -> None:
         guard_iopub_thread(kernel)  # what loading procmagic does; done here if it was loaded before
 
 
-_reaping_on_iopub = False
-
-
-def _reap_on_iopub(ctx: Any) -> None:
-    """Reap the engine's children from its IOPub thread's loop too (once per engine), not only
-    from the main thread's: an engine busy with another task (``%%px``, an ``apply``) then still
-    reports its children's exits, and ends their spawns, as they happen; and an idle engine
-    reports them without a hop through its main thread (whichever loop sees an exit first
-    reaps it: docs/core.md, ``watch``)."""
-    global _reaping_on_iopub
-    if _reaping_on_iopub:
-        return
-    from ..core.reaper import watch
-
-    runner = getattr(getattr(ctx.kernel, "iopub_thread", None), "thread", None)
-    loop = ctx.output_loop()
-    if loop is not None and runner is not None and loop is not ctx.main_loop():
-        watch(loop, thread=runner.ident)
-    _reaping_on_iopub = True
 
 
 def _engine_id(shell: Any) -> int:
@@ -109,7 +90,7 @@ def start(header: dict[str, Any], source: str, options: dict[str, Any], settings
     from ..kernel import spawn as spawn_mod
     from ..kernel.cell import make_target
     from ..kernel.context import KernelContext
-    from ..kernel.drivers import BackgroundDriver
+    from ..kernel.background import BackgroundDriver
     from ..kernel.spawn import Settings, Spawn, SpawnOptions
 
     magics = _integration()
@@ -162,17 +143,13 @@ def start(header: dict[str, Any], source: str, options: dict[str, Any], settings
             return {"refused": str(exc)}
         raise
     # Always in the background on the engine: the engine answers the notebook again at once.
-    # The kernel integration hands every reaped child of this spawn to its driver.
-    driver = spawn.driver = BackgroundDriver(spawn, magics.ctx.output_loop())
+    # attach() hands the driver every child's end, those that came before it too.
+    driver = BackgroundDriver(spawn, magics.ctx.output_loop())
     # The read budget keeps a notebook's IOPub thread free for the kernel's own messages; an
     # engine's carries little but this output, and the engine answers on its shell socket.
     spawn.router.budget = None
+    spawn.attach(driver)
     driver.start()
-    # A fast child may have been reaped already, before the driver existed (starting the next
-    # worker reaps what is ready): the registry's "reaped" had no driver to go to. Tell it now.
-    for proc in spawn.procs:
-        if proc.exitstatus is not None:
-            driver.child_reaped(proc, proc.exitstatus)
     return {"engine": engine, "host": socket.gethostname(), "engine_pid": os.getpid(), "spawn": int(spawn.number),
             "children": [{"id": int(p.id), "pid": int(p.pid or 0), "name": str(p.name), "worker": int(p.worker or 0)}
                          for p in spawn.procs]}
