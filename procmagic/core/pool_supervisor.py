@@ -106,11 +106,13 @@ class _Supervisor:
         while self._exits:
             proc, status = self._exits.pop(0)
             wid = self._owner.pop(id(proc), None)
+            if wid is None:
+                continue  # handled already (a stop took it before the reaping thread's event), or detached
             registry.claim(proc)  # reported here (on_worker_exit, statuses), not by procmagic.wait()
             self._ready.discard(status.pid)
             proc.close()
-            if wid is None or self._slots[wid] is not proc:
-                continue  # a detached worker: the caller's
+            if self._slots[wid] is not proc:
+                continue
             self._slots[wid] = None
             if self._pids is not None:
                 self._pids[wid] = None
@@ -250,6 +252,13 @@ class _Supervisor:
         machine) still gets its whole grace after the SIGTERM."""
         self._await_handlers(live, time.monotonic() + grace)
         _ladder.stop(live, _ladder.TERMINATE(grace), reason="shutdown")
+        # Each is reaped now, but maybe by another thread (a kernel's IOPub loop) whose "reaped"
+        # event has not reached _on_registry_event yet: take the exits here, or on_worker_exit
+        # would miss them (_handle_exits sees each worker once).
+        queued = {id(proc) for proc, _ in self._exits}
+        for proc in live:
+            if proc.exitstatus is not None and id(proc) in self._owner and id(proc) not in queued:
+                self._exits.append((proc, proc.exitstatus))
 
     def _await_handlers(self, live: list[Process], end: float) -> None:
         """Wait until each worker has its SIGTERM handler in place (it says so on the control
