@@ -35,6 +35,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "queue": ["--quick"],
     "kernel": ["--quick"],
     "dashboard": ["--n", "100", "--children", "100", "--rounds", "2"],
+    "engines": ["--rounds", "5", "--stream-reps", "2"],  # it has no --quick
 }
 #: Order: the cheap, steady ones first; anything else found in bench/ runs after these.
 ORDER = ["core", "queue", "kernel", "many", "dashboard"]
