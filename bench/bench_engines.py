@@ -4,7 +4,9 @@ cluster (a controller and two engines over TCP on 127.0.0.1), from one real note
 - Round trip of an empty body: from the execute request to the cell's reply and idle, as the
   client sees it. ``%%spawn --engines`` forks a child on every engine and waits for each one's exit
   status; ``%%px --block`` runs the body in the engines themselves. Interleaved rounds, medians. A
-  local ``%%spawn`` of the same body is timed beside them for context (the fork's own cost).
+  local ``%%spawn`` of the same body and a bare ``apply`` on both engines are timed beside them
+  for context: a remote spawn costs about an ipyparallel round trip plus a local spawn's whole
+  life on the engine, which the second figure compares.
 - 20 MB of output streamed to the client: the body prints 10 MB on each of the two engines (100-byte
   lines written in 1 MB blocks); timed until the cell is idle with all 20 MB received by the
   client, reported as MB/s.
@@ -107,6 +109,7 @@ def main() -> None:
             "%%spawn --engines all": "%%spawn --engines all --view rc --name bench\npass\n",
             "%%px": "%%px --block\npass\n",
             "local %%spawn (context)": "%%spawn --name local\npass\n",
+            "apply, no fork (context)": "rc[:].apply_sync(lambda: None)\n",
         }
         for code in cells.values():  # warm up: procmagic loads on the engines on first use
             k.run(code)
@@ -139,13 +142,18 @@ def main() -> None:
         shutil.rmtree(profile_dir, ignore_errors=True)
 
     print(f"# engines bench: Python {platform.python_version()}, {os.cpu_count()} CPUs, 2 engines on 127.0.0.1")
-    ours, px, _ = (statistics.median(times[n]) for n in cells)
+    ours, px, local, _ = (statistics.median(times[n]) for n in cells)
     print(f"empty body round trip (median of {args.rounds}):")
     for name in cells:
         print(f"  {name:<24} {statistics.median(times[name]) * 1e3:8.1f} ms   (p90 {sorted(times[name])[int(0.9 * (len(times[name]) - 1))] * 1e3:.1f} ms)")
     ratio = figure("empty body round trip, 2 engines", ours * 1e3, px * 1e3, "ms", target=1.2, better="lower",
                    baseline_name="%%px")
     print(f"  ratio %%spawn --engines / %%px: {ratio:.2f}x (aim: at most 1.2x)")
+    # Where the time goes: a remote spawn is an ipyparallel round trip plus a whole local spawn
+    # on the engine (fork, the child's body, its exit reaped, its status after the output).
+    parts = figure("empty body round trip, 2 engines, vs %%px plus a local %%spawn", ours * 1e3, (px + local) * 1e3,
+                   "ms", target=1.2, better="lower", baseline_name="%%px + local %%spawn")
+    print(f"  ratio %%spawn --engines / (%%px + local %%spawn): {parts:.2f}x")
     ours_rate, px_rate = (statistics.median(rates[n]) for n in streams)
     print(f"{args.mb} MB of output to the client (median of {args.stream_reps}):")
     for name in streams:
