@@ -11,7 +11,7 @@ cluster (a controller and two engines over TCP on 127.0.0.1), from one real note
   lines written in 1 MB blocks); timed until the cell is idle with all 20 MB received by the
   client, reported as MB/s.
 
-    .venv/bin/python bench/bench_engines.py [--rounds 15] [--mb 20]
+    .venv/bin/python bench/bench_engines.py [--rounds 15] [--mb 20] [--quick]
 """
 
 from __future__ import annotations
@@ -88,7 +88,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--mb", type=int, default=20)
     parser.add_argument("--stream-reps", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="9 rounds and one 20 MB stream each (make bench)")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.stream_reps = min(args.rounds, 9), 1
 
     import ipyparallel as ipp
 
