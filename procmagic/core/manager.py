@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from typing import Any, Callable
 
@@ -26,6 +27,11 @@ class Manager:
     def __init__(self, ipc: str | None = None, **pool_options: Any) -> None:
         if "target" in pool_options or "n" in pool_options:
             raise TypeError("a Manager's workers are the functions given to add() and add_batch(), not target= or n=")
+        known = [name for name in inspect.signature(Pool).parameters if name not in ("n", "target", "ipc")]
+        unknown = sorted(set(pool_options) - set(known))
+        if unknown:
+            raise TypeError(f"unknown Pool option(s) {unknown}: a Manager takes ipc and {', '.join(known)}")
+        Pool(1, self._run, ipc, **pool_options)  # the values are checked now, not at start(); it holds nothing
         self.ipc = ipc
         self.options = pool_options
         self._funcs: list[Callable[[Pool, int], Any]] = []

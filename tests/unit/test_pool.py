@@ -151,6 +151,12 @@ def test_send_refuses_bad_workers(stop_pools: list[Pool]) -> None:
 def test_manager_refuses_misuse() -> None:
     with pytest.raises(TypeError, match="not target= or n="):
         Manager(target=job)
+    with pytest.raises(TypeError, match=r"unknown Pool option\(s\) \['bogus'\]: a Manager takes ipc and mode, key"):
+        Manager(bogus=1)
+    with pytest.raises(ValueError, match="unknown ipc 'sysv'"):  # when the Manager is made, not at start()
+        Manager(ipc="sysv")
+    with pytest.raises(ValueError, match="backoff must be a number of seconds"):
+        Manager(backoff=-1)
     manager = Manager()
     with pytest.raises(TypeError, match="func must be callable"):
         manager.add("job")  # type: ignore[arg-type]
