@@ -20,10 +20,19 @@ def run_foreground(spawn: RemoteSpawn) -> None:
     sigs = [spawn.options.signal_on_interrupt, _signal.SIGTERM, _signal.SIGKILL]
     step = 0
     escalate_at: float | None = None
+    interrupts = 0  # taken, not yet acted on: acting is inside the try, so one more during it counts too
     spawn.pump()  # what came while the engines started: often the whole spawn already
     next_tick = time.monotonic()
     while not spawn.finished.is_set():
         try:
+            if interrupts:
+                interrupts -= 1
+                if step < len(sigs):
+                    step, escalate_at = _escalate(spawn, sigs, step)
+                else:  # SIGKILL was asked for, and the user interrupts again: an engine that does
+                    # not answer (stopped, cut off) will not deliver it; stop waiting for it
+                    spawn.stop_waiting("the notebook stopped waiting for it after SIGKILL")
+                continue
             now = time.monotonic()
             if now >= next_tick:
                 spawn.tick()
@@ -39,11 +48,7 @@ def run_foreground(spawn: RemoteSpawn) -> None:
             spawn.pump()
         except KeyboardInterrupt:
             spawn.interrupted = True
-            if step < len(sigs):
-                step, escalate_at = _escalate(spawn, sigs, step)
-            else:  # SIGKILL was asked for, and the user interrupts again: an engine that does
-                # not answer (stopped, cut off) will not deliver it; stop waiting for it
-                spawn.stop_waiting("the notebook stopped waiting for it after SIGKILL")
+            interrupts += 1
     spawn.pump()
     if spawn.interrupted:
         raise KeyboardInterrupt

@@ -363,6 +363,41 @@ def test_a_busy_engine_shows_as_not_answering_then_answers_again(nb, cluster):
     assert no_forks_left(cluster)
 
 
+def test_an_interrupt_after_sigkill_stops_waiting_for_a_stopped_engine(nb, cluster):
+    """A stopped engine is not lost until the controller unregisters it (~33 s): the cell's
+    interrupts go INT, TERM, KILL, and one more stops waiting for it."""
+    import os
+    import signal
+
+    from tests.kernel.conftest import Cell
+
+    msg_id = nb.kc.execute("%%spawn --engines 1, --view rc --name stuck\nimport time\n"
+                           "print('stuck up', flush=True)\ntime.sleep(300)\n")
+    assert nb.wait_for_text(msg_id, "[engine 1] stuck up", timeout=60), nb.stream_text(msg_id)
+    os.kill(cluster.pids[1], signal.SIGSTOP)
+    try:
+        assert nb.wait_for_text(msg_id, "has not answered for 5 s", timeout=60), nb.stream_text(msg_id)
+        idle = lambda: any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"  # noqa: E731
+                           for m in nb.by_parent.get(msg_id, []))
+        for _ in range(20):  # each interrupt escalates one step; the fourth stops waiting
+            nb.km.interrupt_kernel()
+            if nb.collect_until(idle, timeout=1.0):
+                break
+        cell = Cell(msg_id)
+        while True:  # (collect_until took the idle status: only the shell reply is left)
+            reply = nb.kc.get_shell_msg(timeout=60)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        cell.reply, cell.outputs = reply["content"], nb.outputs(msg_id)
+    finally:
+        os.kill(cluster.pids[1], signal.SIGCONT)
+    assert cell.reply["status"] == "error" and cell.reply["ename"] == "KeyboardInterrupt", cell.reply
+    assert "engine 1" in cell.text() and "is lost (the notebook stopped waiting for it after SIGKILL)" in cell.text(), \
+        cell.text()
+    assert no_forks_left(cluster, timeout=30), "the signals asked for reach the child once the engine runs again"
+    assert cluster.client[1].apply_sync(lambda: "back") == "back"
+
+
 def test_an_engine_killed_mid_spawn_shows_as_lost(nb, cluster):
     """Last: it kills engine 1."""
     import os
