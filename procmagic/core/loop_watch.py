@@ -31,6 +31,10 @@ def _close(fd: int | None) -> None:
             pass
 
 
+#: What watch() uses of a loop.
+_LOOP_METHODS = ("add_reader", "remove_reader", "call_soon_threadsafe", "call_later")
+
+
 class _Watch:
     """One event loop reaping for the registry, and the thread it runs on."""
 
@@ -97,6 +101,13 @@ class LoopWatching:
         that loop's thread. procmagic's kernel integration attaches the kernel's loop, so a
         notebook never shows zombies.
         """
+        missing = [name for name in _LOOP_METHODS if not callable(getattr(loop, name, None))]
+        if missing:
+            raise TypeError(f"watch() takes an asyncio event loop (with {', '.join(_LOOP_METHODS)}), not {loop!r}: "
+                            "pass asyncio.get_running_loop(), or the kernel's io_loop.asyncio_loop")
+        if thread is not None and (isinstance(thread, bool) or not isinstance(thread, int)):
+            raise TypeError(f"thread must be the loop's thread ident (threading.get_ident() there) or None, "
+                            f"not {thread!r}")
         with self._lock:
             if any(w.loop is loop for w in self._watches):
                 return lambda: self.unwatch(loop)

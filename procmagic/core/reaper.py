@@ -242,7 +242,9 @@ class Registry(LoopWatching):
 
     def wait(self, blocking: bool = True, timeout: float | None = None) -> ExitStatus | None:
         """The next finished child not yet reported by ``wait()`` or ``join()``; see module docs."""
-        deadline = timing.deadline_after(timeout)
+        if not isinstance(blocking, bool):
+            raise TypeError(f"blocking must be True or False, not {blocking!r}")
+        deadline = timing.deadline_after(timing.seconds(timeout))
         while True:
             self.reap_ready()
             with self._lock:

@@ -149,6 +149,33 @@ def test_dropped_processes_are_reaped_by_the_next_start(spawn, fresh_wait):
     p.join(timeout=WAIT)
 
 
+@pytest.mark.parametrize("loop, thread, match", [
+    (3, None, r"watch\(\) takes an asyncio event loop \(with add_reader, .*\), not 3: pass asyncio.get_running_loop\(\)"),
+    (None, None, r"watch\(\) takes an asyncio event loop .*, not None"),
+    ("new", "main", "thread must be the loop's thread ident"),
+])
+def test_watch_refuses_what_is_not_a_loop_and_every_fork_still_works(loop, thread, match, spawn):
+    import asyncio
+
+    real = asyncio.new_event_loop() if loop == "new" else None
+    try:
+        with pytest.raises(TypeError, match=match):
+            procmagic.watch(real if real is not None else loop, thread=thread)
+        p = spawn(noop, pipe=None)
+        p.start()  # nothing half-registered breaks the next fork
+        assert p.join(timeout=WAIT).ok
+    finally:
+        if real is not None:
+            real.close()
+
+
+def test_wait_refuses_bad_arguments():
+    with pytest.raises(TypeError, match="blocking must be True or False, not 'no'"):
+        procmagic.wait(blocking="no")
+    with pytest.raises(ValueError, match="timeout must be >= 0 seconds"):
+        procmagic.wait(timeout=-1)
+
+
 def test_watch_reaps_dropped_processes_from_an_event_loop(fresh_wait):
     loop = asyncio.new_event_loop()
     reaped = loop.create_future()
