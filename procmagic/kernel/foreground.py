@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import select
 import time
-from typing import Any
 
 from ..core import ladder as core_ladder
 from ..core.process import Process
@@ -146,13 +145,13 @@ def _wait(spawn: Spawn, latch: InterruptLatch | None, exit_fds: dict[int, Proces
             events = poller.poll(ms)
             for fd, _ in sorted(events, key=lambda e: e[0] in router.sources and router.sources[e[0]].framed):
                 if latch is not None and fd == latch.fd:
-                    pending = latch.take()
+                    pending += latch.take()
                 elif fd in exit_fds:
                     proc = exit_fds.pop(fd)
                     poller.unregister(fd)
                     ended(proc)
                 elif fd in router.sources:
-                    if not _read(router, fd, latch):
+                    if not router.on_readable(fd):
                         if fd in watched:
                             poller.unregister(fd)
                             watched.discard(fd)
@@ -176,17 +175,10 @@ def _wait(spawn: Spawn, latch: InterruptLatch | None, exit_fds: dict[int, Proces
                 deadline = None
                 stopping.time_out(live())
             stopping.tick(now)
-        except KeyboardInterrupt:  # raised without a latch, or while a child's input() was asked
-            pending = pending + 1 if latch is None else latch.take()
-
-
-def _read(router: Any, fd: int, latch: InterruptLatch | None) -> bool:
-    """One read of an output source. A framed channel may carry a child's ``input()``, which
-    the stdin broker asks the frontend for, blocking: an interrupt must raise there."""
-    if latch is None or not router.sources[fd].framed:
-        return bool(router.on_readable(fd))
-    with latch.raising():
-        return bool(router.on_readable(fd))
+        except KeyboardInterrupt:
+            # raised without a latch, or while the stdin broker asked the frontend for a child's
+            # input() (it lets SIGINT raise there: the kernel's raw_input waits until one does)
+            pending += 1 + (latch.take() if latch is not None else 0)
 
 
 def _stop_leftovers(spawn: Spawn) -> None:

@@ -11,11 +11,10 @@ forwards each interrupt to the children (the stop ladder), and the cell raises
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal as _signal
 import threading
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["InterruptLatch"]
 
@@ -32,7 +31,6 @@ class InterruptLatch:
         self._write_fd: int | None = None
         self._saved: Any = None
         self._active = False
-        self._raise = False
 
     def __enter__(self) -> "InterruptLatch":
         if threading.current_thread() is not threading.main_thread():
@@ -49,18 +47,6 @@ class InterruptLatch:
                 os.write(self._write_fd, b"!")
             except OSError:  # full: the loop is behind anyway, and the count is kept
                 pass
-        if self._raise:
-            raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def raising(self) -> Iterator[None]:
-        """Inside: an interrupt is counted *and* raised, for a call that blocks on something else
-        than the foreground loop's poll (asking the frontend for a child's ``input()``)."""
-        self._raise = True
-        try:
-            yield
-        finally:
-            self._raise = False
 
     def take(self) -> int:
         """Interrupts since the last ``take()`` (and the pipe emptied)."""
