@@ -65,16 +65,20 @@ class Integration:
             child_setup.setup_child(proc, kernel, shell, self._fds_to_close)
 
         self._cleanups.append(core_child.add_child_hook(hook))
-        # Children are reaped wherever the kernel runs: on the main thread's loop while it is
-        # idle, and on the IOPub thread's loop, which keeps running while a cell blocks (an
-        # exit is then reported at once, with its real wall time). No thread of procmagic's.
+        # Children are reaped on the IOPub thread's loop, which keeps running while a cell
+        # blocks (an exit is then reported at once, with its real wall time), and by the
+        # foreground driver itself. No thread of procmagic's.
+        # One loop, not both: a child reaped on the IOPub thread left its pidfd open until the
+        # main loop could drop its reader, i.e. until the running cell ended (a cell spawning
+        # 1,000 children in a row held 1,000 pidfds). The main loop reaps only where there is
+        # no IOPub loop (terminal IPython).
         loop = self.ctx.main_loop()
-        if loop is not None:
-            self._cleanups.append(registry.watch(loop))
         iopub = self.ctx.output_loop()
         iopub_thread = _iopub_thread_ident(self.ctx.kernel)
         if iopub is not None and iopub is not loop and iopub_thread is not None:
             self._cleanups.append(registry.watch(iopub, thread=iopub_thread))
+        elif loop is not None:
+            self._cleanups.append(registry.watch(loop))
         self._on("pre_run_cell", self._pre_run_cell)
         if self.ctx.terminal:
             self._on("post_run_cell", self._post_run_cell)
