@@ -77,5 +77,5 @@ class Manager:
     def send(self, worker_id: int | None, data: bytes | str) -> None:
         self._started().send(worker_id, data)
 
-    def shutdown(self, timeout: float = 5.0) -> dict[int, ExitStatus]:
+    def shutdown(self, timeout: float | None = None) -> dict[int, ExitStatus]:
         return self._started().shutdown(timeout)

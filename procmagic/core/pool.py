@@ -318,16 +318,17 @@ class Pool(_Supervisor, _WorkerSide):
             inbox = self._inbox
             self._bus.send(wid, bytes(data), lambda sock: _pool_bus.wait_writable(sock, inbox))
 
-    def shutdown(self, timeout: float = 5.0) -> dict[int, ExitStatus]:
-        """Stop the pool: SIGTERM every worker, SIGKILL after ``timeout`` seconds, reap all, free
-        the queue, then ``on_stop``. Returns each worker id's last ExitStatus.
+    def shutdown(self, timeout: float | None = None) -> dict[int, ExitStatus]:
+        """Stop the pool: SIGTERM every worker, SIGKILL after ``timeout`` seconds (default
+        ``max_wait_time``, as a SIGTERM to the pool's process), reap all, free the queue, then
+        ``on_stop``. Returns each worker id's last ExitStatus.
 
         In a worker, asks the parent to shut the pool down, and returns at once.
         """
         if self.worker_id is not None:
             self._tell(b"S")
             return {}
-        grace = _seconds(timeout, "timeout")
+        grace = self.max_wait_time if timeout is None else _seconds(timeout, "timeout")
         if self._state == "new":
             return {}  # never started: nothing to stop
         self._require_parent("shutdown")
