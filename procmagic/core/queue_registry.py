@@ -31,6 +31,7 @@ from typing import Any, Iterator
 import sysv_ipc
 
 from . import runtime
+from .runtime import start_ticks  # (a pid and its start time identify a process)
 from .reaper import registry as _reaper
 
 __all__ = ["QueueInfo", "queues", "sweep_queues", "registry_dir", "proc_table"]
@@ -80,16 +81,6 @@ def proc_table() -> dict[int, Row]:
             continue
         rows[row.id] = row
     return rows
-
-
-def start_ticks(pid: int) -> int | None:
-    """A process's start time in clock ticks since boot, or None when it does not exist."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return int(data[data.rindex(b")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _alive(pid: int, start: int | None) -> bool:
