@@ -230,6 +230,9 @@ class Pool(_Supervisor, _WorkerSide):
     def start(self, block: bool = True) -> None:
         """Fork the workers and call ``on_start``; with ``block`` (swoole's way), supervise them
         until the pool stops. ``block=False`` returns at once: supervise with :meth:`wait`."""
+        if not isinstance(block, bool):
+            raise TypeError(f"block must be True (supervise until the pool stops) or False (return at once), "
+                            f"not {block!r}")
         if self.worker_id is not None:
             raise ProcessStateError("start() is for the parent; this is a worker of the pool")
         if os.getpid() != self._pid:

@@ -101,6 +101,9 @@ def test_pool_refuses_bad_arguments(args: tuple[Any, ...], kwargs: dict[str, Any
 
 def test_pool_refuses_misuse() -> None:
     pool = Pool(2, job)
+    with pytest.raises(TypeError, match=r"block must be True \(supervise until the pool stops\) or False"):
+        pool.start(block="no")  # type: ignore[arg-type]
+    assert not pool.running
     with pytest.raises(ValueError, match="unknown event 'bogus'"):
         pool.on("bogus", job)
     for call in (lambda: pool.send(0, b"x"), pool.wait):
