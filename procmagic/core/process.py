@@ -246,6 +246,8 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
         registered before this process can take any signal again: an interrupt during
         ``start()`` never loses it (``pid`` is set and the registry reaps it).
         """
+        if not isinstance(force, bool):
+            raise TypeError(f"force must be True (fork despite live threads) or False, not {force!r}")
         if self._in_child:
             raise ProcessStateError("start() was called inside this process's own child; it is already running")
         if os.getpid() != self._parent_pid:

@@ -183,6 +183,13 @@ def test_bad_name_is_refused(name):
 
 
 # -- lifecycle ---------------------------------------------------------------------------------
+def test_a_force_that_is_not_a_bool_is_refused_before_any_fork(spawn):
+    p = spawn(noop, pipe=None)
+    with pytest.raises(TypeError, match=r"force must be True \(fork despite live threads\) or False, not 'yes'"):
+        p.start(force="yes")
+    assert p.pid is None
+
+
 def test_start_twice_is_refused_while_the_child_lives(spawn):
     p = spawn(wait_for_parent)
     pid = p.start()
