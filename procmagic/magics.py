@@ -20,6 +20,7 @@ from traitlets import Float, Int, TraitError, Unicode, validate
 from .core import guard
 from .core.errors import ForkRefused
 from .core.process import Process
+from .core import ladder as core_ladder
 from .core.reaper import registry
 from .core.signals import signal_number
 from .kernel.cell import check_syntax, current_cell_number, make_target
@@ -341,10 +342,20 @@ class ProcMagics(Magics):
             print("\n".join(kill_remote(remote, sig)))
         for proc in _select(targets, live_only=True) if targets else []:
             who = f"{proc.name} (id {proc.id}, pid {proc.pid})"
+            if sig in _STOPPING and proc.exitstatus is None:
+                proc.mark_stop_reason("kill")
             if proc.kill(sig):
                 print(f"sent {name} to {who}")
+            elif proc.pid is not None and sig and core_ladder.signal_group(proc.pid, sig):
+                # its process group still has members (a grandchild): a group id is never
+                # reused while it has members, so this reaches only what the child left
+                print(f"sent {name} to what {who} left running in its process group (it has ended)")
             else:
                 print(f"{name} not sent to {who}: it has already ended")
+        if "all" in targets and sig:
+            for pgid in registry.leftover_groups():
+                if core_ladder.signal_group(pgid, sig):
+                    print(f"sent {name} to process group {pgid}, left running by an ended child")
 
     @magic_arguments()
     @argument("--timeout", type=str, default=None, metavar="SECONDS", help="Give up after SECONDS.")
@@ -407,6 +418,9 @@ def _remote_targets(targets: list[str]) -> tuple[list[Any], list[str]]:
     if local == ["all"] and remote and not registry.live():
         local = []  # only remote children are running: nothing local to add
     return remote, local
+
+
+_STOPPING = {_signal.SIGTERM, _signal.SIGKILL, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT}
 
 
 def _select(targets: list[str], live_only: bool) -> list[Process]:

@@ -360,3 +360,12 @@ def test_a_grandchild_does_not_outlive_a_sigkilled_kernel(k):
     pid = _grandchild(k, cell.msg_id)
     os.kill(k.pid, signal.SIGKILL)
     assert _gone(pid, timeout=60), "the grandchild outlived a SIGKILLed kernel"
+
+
+def test_kill_reaches_what_an_ended_background_child_left_running(k):
+    cell = k.execute("%%spawn --bg --name gpkilled\n" + _GRANDCHILD)
+    pid = _grandchild(k, cell.msg_id)
+    assert k.collect_until(lambda: "gpkilled (id" in k.stream_text(cell.msg_id), 60)  # the child ended
+    killed = k.execute("%kill -s KILL gpkilled")
+    assert "sent SIGKILL to what gpkilled (id" in killed.text() and "left running in its process group" in killed.text()
+    assert _gone(pid), "the grandchild outlived %kill"
