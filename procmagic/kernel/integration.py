@@ -58,8 +58,14 @@ class Integration:
             self._cleanups.append(guard_iopub_thread(self.ctx.kernel))  # docs/reliability.md
             self._cached_fds = child_setup.kernel_fds(self.ctx.kernel)
         kernel, shell = self.ctx.kernel, self.shell
+        kernel_pid = os.getpid()
 
         def hook(proc: Process) -> None:
+            if os.getppid() != kernel_pid:
+                # Forked by one of our children (a Pool in a %%spawn body, say): that child cut
+                # itself off from the kernel already, and the fd numbers found in the kernel may
+                # belong to the child's own files by now (a pool's control pipe).
+                return
             if lift_sigint is not None:
                 lift_sigint()  # a child may handle SIGINT: it is its own
             child_setup.setup_child(proc, kernel, shell, self._fds_to_close)
