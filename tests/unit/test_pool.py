@@ -276,40 +276,27 @@ def test_a_pipe_pool_carries_messages_of_any_size_on_its_bus(results: pmq.Queue,
     assert all(st.ok for st in pool.shutdown(timeout=5).values())
 
 
-def test_a_pipe_message_waits_in_its_inbox_for_the_respawned_worker(results: pmq.Queue,
-                                                                    stop_pools: list[Pool]) -> None:
+@pytest.mark.parametrize("ipc, message", [
+    ("pipe", b"y" * 200_000),  # waits in the worker's inbox on the message bus
+    ("queue", b"after"),  # waits in the SysV queue, for the worker's message type
+])
+def test_a_message_sent_while_its_worker_dies_waits_for_the_respawned_one(ipc: str, message: bytes, results: pmq.Queue,
+                                                                          stop_pools: list[Pool]) -> None:
     def on_message(pool: Pool, data: bytes) -> None:
         if data == b"die":
             os._exit(7)
-        results.push(f"{pool.worker_id} {os.getpid()} {len(data)}")
+        results.push(f"{pool.worker_id} {os.getpid()} {hashlib.sha256(data).hexdigest()}")
 
-    pool = Pool(1, ipc="pipe", on_message=on_message, backoff=0.01)
+    pool = Pool(1, ipc=ipc, on_message=on_message, backoff=0.01)
     stop_pools.append(pool)
     pool.start(block=False)
     first = pool.workers[0].pid
     pool.send(0, b"die")
-    pool.send(0, b"y" * 200_000)  # sent while the worker dies: waits for the next one
+    pool.send(0, message)  # sent while the worker dies: waits for the next one
     (report,) = take_while_supervising(pool, results, 1)
-    wid, pid, size = report.split()
-    assert (wid, size) == ("0", "200000") and int(pid) != first
-    pool.shutdown(timeout=5)
-
-
-def test_a_message_waits_in_the_queue_for_the_respawned_worker(results: pmq.Queue, stop_pools: list[Pool]) -> None:
-    def on_message(pool: Pool, data: bytes) -> None:
-        if data == b"die":
-            os._exit(7)
-        results.push(f"{pool.worker_id} {os.getpid()} {data.decode()}")
-
-    pool = Pool(1, ipc="queue", on_message=on_message, backoff=0.01)
-    stop_pools.append(pool)
-    pool.start(block=False)
-    first = pool.workers[0].pid
-    pool.send(0, b"die")
-    pool.send(0, b"after")
-    (report,) = take_while_supervising(pool, results, 1)
-    wid, pid, text = report.split()
-    assert (wid, text) == ("0", "after") and int(pid) != first and int(pid) == pool.workers[0].pid
+    wid, pid, digest = report.split()
+    assert (wid, digest) == ("0", hashlib.sha256(message).hexdigest())  # the whole message, once
+    assert int(pid) != first and int(pid) == pool.workers[0].pid
     assert [st.code for _, st in pool.statuses] == [7]
     pool.shutdown(timeout=5)
 
