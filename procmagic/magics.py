@@ -23,14 +23,11 @@ from .core.process import Process
 from .core import ladder as core_ladder
 from .core.reaper import registry
 from .core.signals import signal_number
-from .kernel.cell import check_syntax, current_cell_number, make_target
+from .kernel.cell import check_syntax, current_cell_number
 from .kernel.queue_check import queue_warning
 from .kernel.context import Context, context_for
 from .kernel.integration import Integration
 from .kernel import spawn as spawn_mod
-from .kernel.debug import child_io
-from .kernel.result import ResultCollector
-from .kernel.stdin import StdinBroker, wants_relay
 from .kernel.spawn import Settings, Spawn, SpawnOptions
 from .kernel.terminal import drain_terminal
 
@@ -196,34 +193,10 @@ class ProcMagics(Magics):
                 print(warning, file=sys.stderr, flush=True)
         spawn = self.integration.new_spawn(options, source)
         panel = self._show_panel(spawn)
-        cell_number = current_cell_number(self.shell)
-        with self.integration.interrupts() as latch:
-            # --result's channels and the stdin relay are made under the latch: an interrupt
-            # before them leaves nothing, one after them reaches the except below
-            collector = broker = None
-            try:
-                relay = wants_relay(self.ctx, options)
-                broker = StdinBroker(spawn, self.ctx.kernel) if relay else None
-                collector = ResultCollector(spawn, options.result, self.shell) if options.result else None
-                target = make_target(self.shell, source, cell_number,
-                                     on_result=collector.send_from_child if collector else None)
-                target = child_io(target, self.shell, relay, options.pdb, collector)
-                spawn.start(target)
-                if collector is not None:
-                    collector.after_start()
-            except BaseException as exc:
-                if collector is not None:
-                    collector.abort()
-                if broker is not None:
-                    broker.close()
-                if panel is not None:
-                    panel.fail(exc)
-                if isinstance(exc, ForkRefused):
-                    raise ForkRefused(_with_hints(str(exc)), exc.census) from None
-                raise
-            if options.out:
-                self.shell.user_ns[options.out] = spawn.procs[0] if options.n == 1 else list(spawn.procs)
-            self.integration.run(spawn, latch)
+        try:
+            self.integration.launch(spawn, source, current_cell_number(self.shell), on_failure=panel and panel.fail)
+        except ForkRefused as exc:
+            raise ForkRefused(_with_hints(str(exc)), exc.census) from None
 
     def _show_panel(self, spawn: Spawn) -> Any:
         """The live panel shown above a spawn's output (the widgets layer; none in a terminal)."""

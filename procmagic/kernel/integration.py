@@ -25,9 +25,13 @@ from ..core.status import ExitStatus
 from . import child_setup, spawn as spawn_mod, threads
 from .context import Context, guard_iopub_thread
 from .background import BackgroundDriver
+from .cell import make_target
+from .debug import child_io
 from .foreground import run_foreground
 from .interrupts import InterruptLatch
+from .result import ResultCollector
 from .spawn import Settings, Spawn
+from .stdin import StdinBroker, wants_relay
 from .terminal import TerminalBackground, drain_terminal
 
 __all__ = ["Integration"]
@@ -122,6 +126,39 @@ class Integration:
         """Hold the notebook's interrupts from before a spawn starts until ``run`` returns: a
         KeyboardInterrupt raised between the fork and the wait would leave children behind."""
         return InterruptLatch()
+
+    def launch(self, spawn: Spawn, source: str, cell_number: int | None,
+               on_failure: Callable[[BaseException], Any] | None = None) -> None:
+        """Start ``spawn``'s children on the cell body ``source`` and run it (``%%spawn``): its
+        ``--result`` collector, stdin relay and debugger wrappers, ``--out``, then ``run``.
+        Interrupts are held from before the first fork until ``run`` returns; a failed start
+        calls ``on_failure(exc)`` (the panel) and raises."""
+        options = spawn.options
+        with self.interrupts() as latch:
+            # --result's channels and the stdin relay are made under the latch: an interrupt
+            # before them leaves nothing, one after them reaches the except below
+            collector = broker = None
+            try:
+                relay = wants_relay(self.ctx, options)
+                broker = StdinBroker(spawn, self.ctx.kernel) if relay else None
+                collector = ResultCollector(spawn, options.result, self.shell) if options.result else None
+                target = make_target(self.shell, source, cell_number,
+                                     on_result=collector.send_from_child if collector else None)
+                target = child_io(target, self.shell, relay, options.pdb, collector)
+                spawn.start(target)
+                if collector is not None:
+                    collector.after_start()
+            except BaseException as exc:
+                if collector is not None:
+                    collector.abort()
+                if broker is not None:
+                    broker.close()
+                if on_failure is not None:
+                    on_failure(exc)
+                raise
+            if options.out:
+                self.shell.user_ns[options.out] = spawn.procs[0] if options.n == 1 else list(spawn.procs)
+            self.run(spawn, latch)
 
     def run(self, spawn: Spawn, latch: InterruptLatch) -> None:
         """Drive a started spawn: block until it ends, or hand it to a background driver. An
