@@ -157,6 +157,16 @@ def _workers(workers: Any, n: int) -> int:
     return min(workers, n)
 
 
+def _items(iterable: Any) -> list[Any]:
+    try:
+        return list(iterable)
+    except TypeError:
+        if hasattr(iterable, "__iter__") or hasattr(iterable, "__getitem__"):
+            raise  # an iterable that failed while iterating: its own error says why
+        raise TypeError(f"map's items must be an iterable (a list, a range, a generator), not "
+                        f"{type(iterable).__name__} {iterable!r}; for one item use [x], or procmagic.call(fn, x)") from None
+
+
 def map(fn: Callable[[Any], T], iterable: Iterable[Any], workers: int | None = None, *,
         chunksize: int | None = None) -> list[T]:
     """``[fn(x) for x in iterable]``, computed by ``workers`` forked children (default: one per
@@ -168,15 +178,17 @@ def map(fn: Callable[[Any], T], iterable: Iterable[Any], workers: int | None = N
     :class:`~procmagic.core.value_wire.NoResult` naming the items it had.
     """
     _check_fn(fn)
-    items = list(iterable)
+    # every argument is checked before the items are read: a bad one is refused even for no items
+    _workers(workers, 1)
+    if chunksize is not None and (isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1):
+        raise ValueError(f"chunksize must be a positive int, not {chunksize!r}")
+    items = _items(iterable)
     n = len(items)
     if not n:
         return []
     count = _workers(workers, n)
     if chunksize is None:
         chunksize = max(1, math.ceil(n / (count * 4)))
-    elif isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
-        raise ValueError(f"chunksize must be a positive int, not {chunksize!r}")
     chunks = [(i, min(i + chunksize, n)) for i in range(0, n, chunksize)]
     return _Mapper(fn, items, chunks, count).run()
 

@@ -145,6 +145,28 @@ def test_map_refuses_bad_arguments():
         procmagic.call(42)
 
 
+def test_map_and_call_async_name_each_bad_argument():
+    with pytest.raises(TypeError, match=r"map's items must be an iterable .*, not int 3; for one item use \[x\]"):
+        procmagic.map(abs, 3)
+    with pytest.raises(ValueError, match=r"workers must be a positive int .*, not '2'"):
+        procmagic.map(abs, [1], workers="2")
+    with pytest.raises(ValueError, match=r"workers must be a positive int .*, not 0"):
+        procmagic.map(abs, [], workers=0)  # refused even with no items to run
+    with pytest.raises(ValueError, match=r"chunksize must be a positive int, not 0"):
+        procmagic.map(abs, [], chunksize=0)
+    with pytest.raises(TypeError, match=r"fn must be callable .*, not int 3"):
+        procmagic.map(3, [1])
+    with pytest.raises(TypeError, match=r"fn must be callable .*, not str 'f'"):
+        asyncio.run(procmagic.call_async("f"))
+
+    def broken():
+        yield 1
+        raise TypeError("the items' own error")
+
+    with pytest.raises(TypeError, match="the items' own error"):  # not hidden behind ours
+        procmagic.map(abs, broken())
+
+
 def test_an_interrupt_stops_the_child_and_leaves_nothing():
     pids = []
 
