@@ -297,6 +297,13 @@ class Pool(_Supervisor, _WorkerSide):
             how = "ipc='pipe'" if self.ipc == "pipe" else "mode='orient'"
             raise TypeError(f"send(None, ...) (any worker) needs a pool made with ipc='queue', mode='balance'; "
                             f"this one has {how}: name a worker id from 0 to {self.n - 1}")
+        if isinstance(data, str):
+            data = data.encode()
+        if not isinstance(data, (bytes, bytearray, memoryview)):  # named here: the user called send(), not push()
+            raise TypeError(f"send() takes bytes or str, not {type(data).__name__} {data!r:.60}; "
+                            "encode other values first (str(x), json.dumps(x), pickle.dumps(x))")
+        if not data:
+            raise ValueError("send() refuses empty data: a message must hold at least 1 byte")
         if self.ipc == "queue":
             queue = self.queue
             if self.mode == "balance":
@@ -308,12 +315,6 @@ class Pool(_Supervisor, _WorkerSide):
                 queue.push(data, to=self._check_worker(worker_id) + 1)
             return
         wid = self._check_worker(worker_id)
-        if isinstance(data, str):
-            data = data.encode()
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"send() takes bytes or str, not {type(data).__name__}")
-        if not data:
-            raise ValueError("send() refuses empty data: a message must hold at least 1 byte")
         assert self._bus is not None
         if self.worker_id is None:
             self._bus.send(wid, bytes(data), self._wait_writable)

@@ -130,8 +130,10 @@ def test_send_refuses_bad_workers(stop_pools: list[Pool]) -> None:
     with pytest.raises(TypeError, match=r"send\(None, ...\) \(any worker\) needs a pool made with ipc='queue', "
                                         r"mode='balance'; this one has mode='orient': name a worker id from 0 to 1"):
         pool.send(None, b"x")
-    with pytest.raises(ValueError, match="refuses empty data"):
+    with pytest.raises(ValueError, match=r"^send\(\) refuses empty data"):  # the user called send(), not push()
         pool.send(0, b"")
+    with pytest.raises(TypeError, match=r"^send\(\) takes bytes or str, not float 3.5; encode other values first"):
+        pool.send(0, 3.5)
     pool.shutdown(timeout=5)
     with pytest.raises(ProcessStateError, match="has stopped"):
         pool.send(0, b"x")
@@ -271,8 +273,10 @@ def test_a_pipe_pool_carries_messages_of_any_size_on_its_bus(results: pmq.Queue,
                 f"0:{len(big)}:{hashlib.sha256(big).hexdigest()[:16]}",
                 f"1:320000:{hashlib.sha256(b'abcdefgh' * 40_000).hexdigest()[:16]}"}
     assert set(take(results, 3)) == expected
-    with pytest.raises(ValueError, match="refuses empty data"):
+    with pytest.raises(ValueError, match=r"^send\(\) refuses empty data"):  # the user called send(), not push()
         pool.send(0, b"")
+    with pytest.raises(TypeError, match=r"^send\(\) takes bytes or str, not float 3.5; encode other values first"):
+        pool.send(0, 3.5)
     assert all(st.ok for st in pool.shutdown(timeout=5).values())
 
 
