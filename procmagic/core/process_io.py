@@ -146,6 +146,9 @@ class QueueMixin:
     """The SysV message queue (see :mod:`procmagic.core.queue`)."""
 
     _queue: Any
+    _in_child: bool
+    _record: "ChildRecord | None"
+    id: int
 
     @property
     def queue(self) -> Any:
@@ -157,6 +160,13 @@ class QueueMixin:
         """Attach a SysV message queue (swoole's useQueue); see :mod:`procmagic.core.queue`."""
         from . import queue as _queue
 
+        if key is None and self._record is not None and not self._in_child:
+            # a private queue made now exists only here: the running child can never find it
+            raise ProcessStateError(
+                f"use_queue() after start(): process {self.id} (pid {self._record.pid}) is already running and "
+                "would never see a new private queue made now; call use_queue() before start(), or pass it a "
+                "queue it already has: use_queue(q) with a Queue made before the fork, or an int key the child "
+                "attaches to as well")
         self._queue = _queue.attach(self, key=key, mode=mode, nowait=nowait, capacity=capacity, **options)
         return self._queue
 

@@ -24,7 +24,7 @@ import pytest
 import sysv_ipc
 
 import procmagic
-from procmagic import NoQueue, Process, QueueEmpty, QueueFull
+from procmagic import NoQueue, Process, ProcessStateError, QueueEmpty, QueueFull
 from procmagic.core import queue as pmq
 
 from .helpers import deadline
@@ -396,6 +396,24 @@ def test_the_child_uses_the_queue_its_process_had_in_the_parent(procs: Callable[
         assert proc.join(timeout=WAIT).ok
     finally:
         proc.free_queue()
+
+
+def test_use_queue_after_start_refuses_a_private_queue_the_child_would_never_see(
+        procs: Callable[..., Process]) -> None:
+    shared = pmq.attach(None)  # made before the fork: the child has it too
+    proc = procs(lambda p: p.write(shared.pop()) and None)
+    try:
+        proc.start()
+        with pytest.raises(ProcessStateError, match=r"use_queue\(\) after start\(\): process \d+ \(pid \d+\) is "
+                                                    r"already running .* call use_queue\(\) before start\(\)"):
+            proc.use_queue()
+        assert proc.queue is None
+        proc.use_queue(shared)  # joining a queue the child already has is fine, after start too
+        proc.push(b"reached the child")
+        assert read_msg(proc) == b"reached the child"
+        assert proc.join(timeout=WAIT).ok
+    finally:
+        shared.free()
 
 
 def test_joining_by_key(procs: Callable[..., Process]) -> None:
