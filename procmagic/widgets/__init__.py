@@ -59,6 +59,9 @@ def panels() -> list[Any]:
 
 def panel_of(name: str) -> Any:
     """The most recent panel of the spawn named ``name`` (live or finished), or None."""
+    if not isinstance(name, str):  # a number would match no name and hide the mistake behind None
+        raise TypeError(f"panel_of() takes a spawn's name (a str, as given to %%spawn --name), not "
+                        f"{type(name).__name__} {name!r:.60}; e.g. panel_of('crew')")
     hub = current_hub()
     for view in reversed(list(hub.recent) if hub is not None else []):
         if view.kind == "panel" and view.spawn.name == name:

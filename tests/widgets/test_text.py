@@ -69,3 +69,12 @@ def test_depth_plot_is_an_svg_polyline_over_the_window():
     points = svg.split('points="')[1].split('"')[0].split()
     assert len(points) == 3  # the sample older than the window is left out
     assert "<polyline" not in depth_svg([], now=now)
+
+
+def test_panel_of_refuses_what_is_not_a_name():
+    from procmagic.widgets import panel_of
+
+    assert panel_of("no such spawn") is None  # a name nobody used: no panel, no error
+    with pytest.raises(TypeError, match=r"panel_of\(\) takes a spawn's name \(a str, .*\), not int 3; "
+                                        r"e.g. panel_of\('crew'\)"):
+        panel_of(3)
