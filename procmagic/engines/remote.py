@@ -30,6 +30,7 @@ import time
 from typing import Any, Callable, Deque
 
 from . import agent
+from .answers import EngineGone, remote_error_text, settle_results, when_answered
 from .children import RemoteChild, _EngineRun
 
 __all__ = ["RemoteChild", "RemoteSpawn", "remote_spawns", "POLL_INTERVAL", "QUIET_AFTER", "START_TIMEOUT"]
@@ -72,8 +73,8 @@ class RemoteSpawn:
         self._views: dict[int, Any] = {}
         self.panel: Any = None  # the live table above the output (a kernel, not a terminal)
         self.result_var: str | None = getattr(options, "result", None)  # --result VAR
-        self._result_asks: dict[int, Any] | None = None
-        self._result_deadline = 0.0
+        self.result_asks: dict[int, Any] | None = None
+        self.result_deadline = 0.0
         self.poll_interval = POLL_INTERVAL
         self.quiet_after = QUIET_AFTER
 
@@ -94,14 +95,14 @@ class RemoteSpawn:
             self._views[engine] = self.client[engine]
         return self._views[engine]
 
-    def _apply(self, engine: int, f: Any, *args: Any) -> Any:
-        """``f(*args)`` on ``engine``, not waiting; _EngineGone once the controller dropped it."""
+    def ask(self, engine: int, f: Any, *args: Any) -> Any:
+        """``f(*args)`` on ``engine``, not waiting; EngineGone once the controller dropped it."""
         if engine not in self.client.ids:
-            raise _EngineGone("the controller unregistered it")
+            raise EngineGone("the controller unregistered it")
         try:
             return self.view(engine).apply_async(f, *args)
         except (IndexError, OSError, RuntimeError) as exc:  # no such engine / the client is closed
-            raise _EngineGone(str(exc)) from None
+            raise EngineGone(str(exc)) from None
 
     # -- starting ------------------------------------------------------------------------------
     def start(self, source: str, cell_number: int | None, start_timeout: float | None = None) -> None:
@@ -131,7 +132,7 @@ class RemoteSpawn:
             try:
                 info = ar.get(timeout=max(0.1, deadline - time.monotonic()))
             except Exception as exc:  # RemoteError, EngineError, TimeoutError: say which engine
-                failures.append(f"engine {engine}: {_remote_error_text(exc)}")
+                failures.append(f"engine {engine}: {remote_error_text(exc)}")
                 run.lost = not ar.ready()
                 if run.lost:  # busy or gone: if the request still waits in its queue, it never runs
                     try:
@@ -269,8 +270,8 @@ class RemoteSpawn:
                 if now - run.answered_at >= self.poll_interval:
                     ids = [c.id for c in run.children]
                     try:
-                        run.question = self._apply(run.engine, agent.poll, ids)
-                    except _EngineGone as exc:
+                        run.question = self.ask(run.engine, agent.poll, ids)
+                    except EngineGone as exc:
                         self._lose(run, str(exc))
                         continue
                     run.asked_at = now
@@ -283,7 +284,7 @@ class RemoteSpawn:
                 try:
                     rows = question.get(timeout=0)
                 except Exception as exc:
-                    self._lose(run, _remote_error_text(exc))
+                    self._lose(run, remote_error_text(exc))
                     continue
                 self._update(run, rows)
             elif now - run.asked_at >= self.quiet_after and run.quiet_since is None:
@@ -378,44 +379,8 @@ class RemoteSpawn:
                 self.panel.update(force=True)
             self.finished.set()
 
-    # -- --result ------------------------------------------------------------------------------
     def _result_settled(self) -> bool:
-        """Ask each engine for the values its spawn bound (once), and bind them here when all
-        answered: ``{engine id: value}`` (with ``-n``, each a list in worker order)."""
-        if self._result_asks is None:
-            self._result_asks = {}
-            for run in self.runs.values():
-                if run.finished and not run.lost and run.children:
-                    try:
-                        self._result_asks[run.engine] = self._apply(run.engine, agent.take_result, run.spawn_number)
-                    except _EngineGone:
-                        pass
-            self._result_deadline = time.monotonic() + max(30.0, self.quiet_after)
-        waiting = [ar for ar in self._result_asks.values() if not ar.ready()]
-        if waiting and time.monotonic() < self._result_deadline:
-            return False
-        values: dict[int, Any] = {}
-        problems = []
-        for engine, run in sorted(self.runs.items()):
-            ask = self._result_asks.get(engine)
-            if ask is None or not ask.ready():
-                problems.append(f"engine {engine} {'was lost' if run.lost else 'did not answer'}")
-                continue
-            try:
-                answer = ask.get(timeout=0)
-            except Exception as exc:
-                problems.append(f"engine {engine}: {_remote_error_text(exc)}")
-                continue
-            if answer.get("bound"):
-                values[engine] = answer["value"]
-            else:
-                problems.append(f"engine {engine} bound nothing (its lines above say why)")
-        if problems:
-            self.publish("stream", {"name": "stderr", "text": (
-                f"[procmagic] --result {self.result_var}: nothing bound: {'; '.join(problems)}\n")})
-        else:
-            self.ctx.shell.user_ns[self.result_var] = values
-        return True
+        return settle_results(self)
 
     def _release(self) -> None:
         """Unhook from ipyparallel's client: no callbacks, no metadata kept for our headers."""
@@ -453,13 +418,13 @@ class RemoteSpawn:
         pending = {}
         for engine, group in by_engine.items():
             try:
-                pending[engine] = self._apply(engine, agent.send_signal, [c.id for c in group], sig)
-            except _EngineGone as exc:
+                pending[engine] = self.ask(engine, agent.send_signal, [c.id for c in group], sig)
+            except EngineGone as exc:
                 self._lose(self.runs[engine], str(exc))
         sent: dict[str, bool] = {}
         if wait is None:
             if then is not None:
-                _when_answered(pending, then)
+                when_answered(pending, then)
             return sent
         deadline = time.monotonic() + wait
         for engine, ar in pending.items():
@@ -478,8 +443,8 @@ class RemoteSpawn:
             live = [c.id for c in run.children if c.live]
             if live and not run.lost:
                 try:
-                    pending.append(self._apply(run.engine, agent.stop, live, grace))
-                except _EngineGone:
+                    pending.append(self.ask(run.engine, agent.stop, live, grace))
+                except EngineGone:
                     pass
         deadline = time.monotonic() + (grace + 5.0 if wait is None else wait)
         for ar in pending:
@@ -487,43 +452,3 @@ class RemoteSpawn:
                 ar.get(timeout=max(0.1, deadline - time.monotonic()))
             except Exception:
                 pass
-
-def _when_answered(pending: dict[int, Any], then: Callable[[dict[str, bool]], None]) -> None:
-    """Call ``then({key: sent})`` once every engine in ``pending`` answered its signal request
-    (on ipyparallel's thread); an engine that failed contributes nothing."""
-    if not pending:
-        then({})
-        return
-    lock = threading.Lock()
-    left = [len(pending)]
-    sent: dict[str, bool] = {}
-
-    def one(engine: int, ar: Any) -> None:
-        try:
-            rows = ar.get(timeout=0)
-        except Exception:
-            rows = []
-        with lock:
-            for row in rows:
-                sent[f"e{engine}:{row['id']}"] = bool(row["sent"])
-            left[0] -= 1
-            last = left[0] == 0
-        if last:
-            then(dict(sent))
-
-    for engine, ar in pending.items():
-        ar.add_done_callback(lambda _f, engine=engine, ar=ar: one(engine, ar))
-
-
-class _EngineGone(Exception):
-    """The engine cannot be asked anything any more."""
-
-
-def _remote_error_text(exc: BaseException) -> str:
-    ename = getattr(exc, "ename", None)
-    evalue = getattr(exc, "evalue", None)
-    if ename:
-        return f"{ename}: {evalue}"
-    if isinstance(exc, TimeoutError):
-        return f"no answer ({exc})"
-    return f"{type(exc).__name__}: {exc}"

@@ -183,7 +183,7 @@ def test_the_terminate_button_of_a_background_spawn_signals_its_remote_children(
     assert nb.collect_until(lambda: nb.stream_text(cell.msg_id).count("waiting for a click") == 2, timeout=30)
     buttons = {m["content"]["data"]["state"].get("description"): m["content"]["comm_id"] for m in cell.outputs
                if m["msg_type"] == "comm_open" and m["content"]["data"]["state"].get("_model_name") == "ButtonModel"}
-    assert set(buttons) >= {"interrupt", "terminate", "kill"}, buttons
+    assert set(buttons) >= {"interrupt", "terminate", "kill", "INT", "TERM", "KILL"}, buttons  # all, and a row each
     click = nb.kc.session.msg("comm_msg", {"comm_id": buttons["terminate"],
                                            "data": {"method": "custom", "content": {"event": "click"}}})
     nb.kc.shell_channel.send(click)
@@ -340,7 +340,8 @@ def test_a_busy_engine_shows_as_not_answering_then_answers_again(nb, cluster):
                       "print('done', proc.worker, flush=True)\n", timeout=90)
     assert cell.reply["status"] == "ok", cell.outputs
     assert nb.collect_until(lambda: nb.stream_text(cell.msg_id).count("started") == 2, 60), nb.stream_text(cell.msg_id)
-    busy = cluster.client[1].apply_async(__import__("time").sleep, 15)  # the engine cannot answer meanwhile
+    # the engine cannot answer until the test lets it go (a shell waiting for a file, bounded)
+    busy = cluster.client[1].apply_async(os.system, f"timeout 120 sh -c 'until [ -e {marker}busy ]; do sleep 0.1; done'")
     try:
         assert nb.wait_for_text(cell.msg_id, "has not answered for 5 s", timeout=60), nb.stream_text(cell.msg_id)
         open(marker + "0", "w").close()
@@ -349,17 +350,18 @@ def test_a_busy_engine_shows_as_not_answering_then_answers_again(nb, cluster):
         ask = "import procmagic.engines as _e\nprint([c.how for c in _e.remote_spawns()[-1].children])"
         assert wait_until(lambda: "exited 0" in nb.execute(ask, timeout=30).text(), 30)
         assert not busy.ready(), "the exit status came while the engine was busy"
-        busy.get(timeout=60)
+        open(marker + "busy", "w").close()
+        assert busy.get(timeout=60) == 0
         assert nb.wait_for_text(cell.msg_id, "answers again", timeout=60), nb.stream_text(cell.msg_id)
     finally:
-        open(marker + "0", "w").close()
-        open(marker + "1", "w").close()
+        for end in ("busy", "0", "1"):
+            open(marker + end, "w").close()
     waited = nb.execute("%wait patient --timeout 60", timeout=90)
     text = nb.stream_text(cell.msg_id) + waited.text()
     assert "[engine 1] [1] done 1" in text and "is lost" not in text, text
     assert waited.text().count("exited 0") == 2, waited.text()
-    os.unlink(marker + "0")
-    os.unlink(marker + "1")
+    for end in ("busy", "0", "1"):
+        os.unlink(marker + end)
     assert no_forks_left(cluster)
 
 
