@@ -15,7 +15,7 @@ from . import queue_limits as _limits
 from . import queue_registry as _registry
 from .errors import NoQueue, QueueEmpty, QueueFull
 
-__all__ = ["Queue", "QueueStat", "PARENT", "BALANCE_TYPE"]
+__all__ = ["Queue", "QueueStat", "PARENT", "BALANCE_TYPE", "handles"]
 
 #: The type of messages addressed to the parent (the process holding the Process objects): the
 #: largest type sysv_ipc can send. Process ids count up from 1 and would reach it only after

@@ -34,7 +34,7 @@ from . import runtime
 from .runtime import start_ticks  # (a pid and its start time identify a process)
 from .reaper import registry as _reaper
 
-__all__ = ["QueueInfo", "queues", "sweep_queues", "registry_dir", "proc_table"]
+__all__ = ["QueueInfo", "queues", "sweep_queues", "registry_dir", "proc_table", "Row", "record", "changed", "forget"]
 
 ENV = "PROCMAGIC_QUEUE_DIR"
 

@@ -33,7 +33,7 @@ import tempfile
 from typing import IO
 
 __all__ = ["runtime_dir", "process_dir", "create_private", "open_private", "verify_private_dir",
-           "sweep_stale", "remove_process_dir", "UnsafeDirectory"]
+           "sweep_stale", "remove_process_dir", "UnsafeDirectory", "start_ticks"]
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ResultChannel", "Receiver", "Message", "Outcome", "NoResult", "ChildError", "RemoteTraceback",
-    "send_value", "send_error", "result_of", "record", "claim_in_child", "no_value", "DEFAULT_LIMIT",
+    "send_value", "send_error", "result_of", "record", "claim_in_child", "no_value", "decode", "DEFAULT_LIMIT",
 ]
 
 _SNDBUF = 4 * 1024 * 1024

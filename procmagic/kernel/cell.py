@@ -15,7 +15,7 @@ from typing import Any, Callable
 from ..core.child import ExecFailed, die_by, exit_code_of
 from ..core.process import Process
 
-__all__ = ["make_target", "check_syntax"]
+__all__ = ["make_target", "check_syntax", "current_cell_number"]
 
 
 def check_syntax(shell: Any, cell: str) -> str:

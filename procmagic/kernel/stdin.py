@@ -43,7 +43,8 @@ from ..core.process import Process
 from .channel import INPUT
 from .debug import is_debugger_prompt
 
-__all__ = ["Prompt", "waiting", "answer", "close_input", "subscribe", "StdinBroker", "install_relay", "wants_relay"]
+__all__ = ["Prompt", "waiting", "answer", "close_input", "subscribe", "StdinBroker", "install_relay", "wants_relay",
+           "RelayStdin", "forget"]
 
 # kernel -> child: the line, why there is none, end of input, the cell was interrupted
 ANSWER, REFUSED, END, INTERRUPTED = ord("a"), ord("x"), ord("z"), ord("k")
