@@ -214,7 +214,11 @@ def test_kill_wait_and_procs_magics(k):
     waited = k.execute("%wait sleeper --timeout 30")
     assert "killed by SIGKILL" in waited.text()
     bad = k.execute("%kill nosuchname")
-    assert bad.errors() or "no procmagic child named" in bad.text()
+    reply = bad.reply
+    assert reply["status"] == "error" and reply["ename"] == "UsageError", reply
+    assert reply["evalue"].startswith("no procmagic child named 'nosuchname'; known names: ["), reply
+    assert "'sleeper'" in reply["evalue"], reply  # the names it knows, to pick from
+    assert "sent" not in bad.text(), bad.text()  # nothing was signalled
 
 
 def test_bad_options_raise_usage_error_with_the_usage_line(k):
