@@ -21,18 +21,19 @@ Background routers all read on one thread, the IOPub thread, which also carries 
 the kernel itself sends. They share a ``ReadBudget``: reading continuous output may take a
 fixed share of that thread's time; past it, reads wait and flooding children block on their
 full pipes, so the kernel stays responsive whatever they print. Sporadic output is never held.
+
+Output past the cap goes only to the spawn's log (:mod:`procmagic.kernel.spawn_log`).
 """
 
 from __future__ import annotations
 
 import codecs
-import os
 import socket
 import time
 from typing import Any, Callable
 
-from ..core import runtime
 from .channel import INPUT, MESSAGE, STDERR, STDOUT, BadFrame, FrameReader, decode_message
+from .spawn_log import SpawnLog, human_size as _size
 
 __all__ = ["Router", "Source", "ReadBudget", "BACKGROUND_BUDGET", "roomy"]
 
@@ -40,7 +41,6 @@ Publish = Callable[[str, dict[str, Any]], None]
 _READ = 256 * 1024
 _BIG_READ = 64 * 1024  # a read this large means more is waiting: read again at once
 _SPORADIC = 8 * 1024  # at most this much in one read is a sporadic print, not a stream
-_LOG_HEAD = 64 * 1024  # characters of a log kept in memory before the file is created
 _SNDBUF = 1024 * 1024  # asked for a child's end (Linux doubles it, capped by net.core.wmem_max)
 
 
@@ -145,16 +145,8 @@ class Router:
         self.published = 0
         self.withheld = 0
         self._cap_noticed = False
-        self._log_dir = log_dir  # None: this process's private directory (core.runtime)
-        self._log_name = log_name  # None: no log
-        self._log_path: str | None = None  # set once the log is created
-        self.log_limit = log_limit
-        self._log: Any = None
-        self._log_written = 0
-        self._log_state = "unopened"  # "open", "full" (the limit), "failed" (could not write)
-        self._head: list[str] = []  # the log's first characters, kept in memory until it is needed
-        self._head_size = 0
-        self._notices: list[str] = []  # log notices, kept out of the cap's count
+        self._notices: list[str] = []  # the log's notices, published with the next flush, outside the cap
+        self.log = SpawnLog(log_dir, log_name, log_limit, self._notices.append)  # everything, past the cap too
         self.messages = 0
         self.bad_frames = 0
         self.on_bad_source: Callable[[int | None], None] | None = None  # the spawn stops that child
@@ -269,7 +261,7 @@ class Router:
         key = (worker, name)
         if self._label and worker is not None:
             text = self._labelled(key, text, f"[{worker}] ")
-        self._write_log(text)
+        self.log.write(text)
         if self.published >= self.cap:  # past the cap: the log has it, the notebook gets none of it
             self.withheld += len(text)
             return
@@ -328,7 +320,8 @@ class Router:
             text = "".join("".join(parts) for (w, n), parts in pending.items() if n == name)
             if text:
                 self._send_stream(name, text)
-        notices, self._notices = self._notices, []
+        notices = self._notices[:]
+        self._notices.clear()  # the same list: the log appends to it
         for notice in notices:
             self._send_stream("stderr", notice, count=False)
         self._last_flush = now if now is not None else time.monotonic()
@@ -346,8 +339,8 @@ class Router:
         self._stream(name, text)
         if count and self.published >= self.cap and not self._cap_noticed:
             self._cap_noticed = True
-            self._open_log()  # what waited in memory goes to the file the notice names
-            kept = f"kept in {self._log_path}" if self._log_state == "open" else "not kept (see above)"
+            self.log.open()  # what waited in memory goes to the file the notice names
+            kept = f"kept in {self.log.path}" if self.log.state == "open" else "not kept (see above)"
             self._stream("stderr", (
                 f"\n[procmagic] output reached the cap of {_size(self.cap)} "
                 f"(%config ProcMagics.output_cap); the rest is withheld from the notebook and {kept}\n"))
@@ -386,107 +379,22 @@ class Router:
 
         _reply(source.sock, REFUSED, "procmagic: this spawn cannot ask the notebook for input")
 
-    # -- the log -------------------------------------------------------------------------------
-    def _write_log(self, text: str) -> None:
-        """Keep ``text`` in the spawn's log: a private file (created exclusively, never through a
-        symlink, mode 0600), at most ``log_limit`` characters. The first ``_LOG_HEAD``
-        characters wait in memory: a spawn that prints little never touches the disk."""
-        if self._log_name is None or self._log_state in ("full", "failed"):
-            return
-        if self._log_state == "unopened":
-            if self._head_size + len(text) <= _LOG_HEAD:
-                self._head.append(text)
-                self._head_size += len(text)
-                return
-            if not self._open_log():
-                return
-        self._log_text(text)
-
-    def _open_log(self) -> bool:
-        """Create the log and write what waited in memory; False when it cannot be written."""
-        if self._log_state != "unopened" or self._log_name is None:
-            return self._log_state == "open"
-        try:
-            directory = self._log_dir or runtime.process_dir()
-            if self._log_dir:
-                os.makedirs(directory, mode=0o700, exist_ok=True)
-            self._log_path, self._log = runtime.open_private(directory, self._log_name, "w", encoding="utf-8",
-                                                             errors="replace")
-        except OSError as exc:
-            self._log_failed(exc)
-            return False
-        self._log_state = "open"
-        head, self._head, self._head_size = "".join(self._head), [], 0
-        if head:
-            self._log_text(head)
-        return self._log_state == "open"
-
-    def _log_text(self, text: str) -> None:
-        try:
-            room = self.log_limit - self._log_written
-            if len(text) >= room:
-                self._log.write(text[:room])
-                self._log.write(f"\n[procmagic] this log reached its limit of {_size(self.log_limit)} "
-                                "(%config ProcMagics.log_limit); later output is not kept\n")
-                self._log_written = self.log_limit
-                self._log.close()
-                self._log, self._log_state = None, "full"
-                self._log_notice(f"[procmagic] the log {self._log_path} reached its limit of "
-                                 f"{_size(self.log_limit)} (%config ProcMagics.log_limit); output past it is "
-                                 "not kept there\n")
-                return
-            self._log.write(text)
-            self._log_written += len(text)
-        except OSError as exc:
-            self._log_failed(exc)
-
-    def _log_failed(self, exc: OSError) -> None:
-        self._log_state = "failed"
-        self._head, self._head_size = [], 0
-        if self._log is not None:
-            try:
-                self._log.close()
-            except OSError:
-                pass
-            self._log = None
-        where = self._log_path or os.path.join(self._log_dir or "the private runtime directory", self._log_name or "")
-        self._log_notice(f"[procmagic] cannot write the log {where}: {exc.strerror or exc}; output "
-                         "past the cap is not kept\n")
-
-    def _log_notice(self, text: str) -> None:
-        """A notice about the log, published with the next flush (the text being added when it
-        happens is pending, so one comes), outside the cap."""
-        self._notices.append(text)
-
     def close(self) -> str | None:
         """Close every source and the log. Returns the log's path when output was withheld
         (the log is kept), else None (the log is deleted: the notebook has all of it)."""
         for fd in list(self.sources):
             self.close_source(fd)
         self.flush()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        if self._log_path is not None and not self.withheld:
-            try:
-                os.unlink(self._log_path)  # the notebook has all of it
-            except OSError:
-                pass
+        log = self.log
+        log.close(keep=bool(self.withheld))  # without withheld output the notebook has all of it
         if self.withheld:
-            if self._log_state == "open":
-                where = f"the full output is in {self._log_path}"
-            elif self._log_state == "full":
-                where = f"the first {_size(self.log_limit)} of output are in {self._log_path}"
+            if log.state == "open":
+                where = f"the full output is in {log.path}"
+            elif log.state == "full":
+                where = f"the first {_size(log.limit)} of output are in {log.path}"
             else:
                 where = "it could not be kept in a log"
             self._stream("stderr", f"[procmagic] {_size(self.withheld)} of output withheld past the cap; {where}\n")
-            return self._log_path if self._log_state in ("open", "full") else None
+            return log.path if log.state in ("open", "full") else None
         return None
 
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"

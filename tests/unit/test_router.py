@@ -128,3 +128,23 @@ def test_the_log_touches_the_disk_only_when_output_is_large(tmp_path):
     assert files == ["spawn-1.log"] and kept is not None
     with open(kept) as f:
         assert f.read() == "z" * 5000
+
+
+def test_a_log_that_cannot_be_written_is_said_in_the_cell_and_nothing_is_lost_silently(tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the log directory should be")
+    sent: list = []
+    router = Router(lambda kind, content: sent.append((kind, content)), label_workers=False, cap=1024,
+                    interval=0.05, log_dir=str(blocker / "logs"), log_name="spawn-1.log")
+    ours, theirs = socket.socketpair()
+    fd = router.add(ours, framed=False).fd
+    theirs.sendall(b"w" * 5000)
+    theirs.close()
+    while router.on_readable(fd):
+        pass
+    router.close_source(fd)
+    assert router.close() is None  # no log to point at
+    text = "".join(_texts(sent))
+    assert f"[procmagic] cannot write the log {blocker / 'logs' / 'spawn-1.log'}: Not a directory; " \
+           "output past the cap is not kept\n" in text
+    assert text.count("w") >= 1024 and "of output withheld past the cap; it could not be kept in a log\n" in text
