@@ -29,6 +29,7 @@ import threading
 import time
 from typing import Any, Callable, Deque
 
+from ..kernel.labels import LineLabels
 from . import agent
 from .answers import EngineGone, remote_error_text, settle_results, when_answered
 from .children import RemoteChild, _EngineRun
@@ -69,7 +70,7 @@ class RemoteSpawn:
         self._pump_scheduled = False
         self._started = False  # set once start() knows every engine's children (--bg)
         self._tick_handle: Any = None
-        self._line_start: dict[tuple[int, str], bool] = {}
+        self._labels = LineLabels()
         self._views: dict[int, Any] = {}
         self.panel: Any = None  # the live table above the output (a kernel, not a terminal)
         self.result_var: str | None = getattr(options, "result", None)  # --result VAR
@@ -214,27 +215,13 @@ class RemoteSpawn:
         if run is None:
             return
         if msg_type == "stream":
-            text = self._labelled(engine, content.get("name", "stdout"), content.get("text", ""))
+            text = self._labels.apply((engine, content.get("name", "stdout")), content.get("text", ""), f"[engine {engine}] ")
             if text:
                 self.publish("stream", {"name": content.get("name", "stdout"), "text": text})
         elif msg_type == "display_data" and agent.EVENT_MIME in content.get("data", {}):
             self._on_event(run, content["data"][agent.EVENT_MIME])
         elif msg_type in ("display_data", "update_display_data", "execute_result", "error", "clear_output"):
             self.publish(msg_type, content)
-
-    def _labelled(self, engine: int, name: str, text: str) -> str:
-        label = f"[engine {engine}] "
-        key = (engine, name)
-        start = self._line_start.get(key, True)
-        lines = text.split("\n")
-        out = []
-        for i, line in enumerate(lines):
-            last = i == len(lines) - 1
-            if last and not line:
-                break
-            out.append((label if (start or i > 0) else "") + line + ("" if last else "\n"))
-        self._line_start[key] = text.endswith("\n")
-        return "".join(out)
 
     def _on_event(self, run: _EngineRun, data: dict[str, Any]) -> None:
         if data.get("kind") == "status":

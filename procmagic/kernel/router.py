@@ -33,6 +33,7 @@ import time
 from typing import Any, Callable
 
 from .channel import INPUT, MESSAGE, STDERR, STDOUT, BadFrame, FrameReader, decode_message
+from .labels import LineLabels
 from .spawn_log import SpawnLog, human_size as _size
 
 __all__ = ["Router", "Source", "ReadBudget", "BACKGROUND_BUDGET", "roomy"]
@@ -139,7 +140,7 @@ class Router:
         self.sources: dict[int, Source] = {}
         self._pending: dict[tuple[int | None, str], list[str]] = {}
         self._pending_bytes = 0
-        self._line_start: dict[tuple[int | None, str], bool] = {}
+        self._labels = LineLabels()
         self._last_flush = 0.0
         self._flush_at: float | None = None
         self.published = 0
@@ -260,25 +261,13 @@ class Router:
             return
         key = (worker, name)
         if self._label and worker is not None:
-            text = self._labelled(key, text, f"[{worker}] ")
+            text = self._labels.apply(key, text, f"[{worker}] ")
         self.log.write(text)
         if self.published >= self.cap:  # past the cap: the log has it, the notebook gets none of it
             self.withheld += len(text)
             return
         self._pending.setdefault(key, []).append(text)
         self._pending_bytes += len(text)
-
-    def _labelled(self, key: tuple[int | None, str], text: str, label: str) -> str:
-        start = self._line_start.get(key, True)
-        lines = text.split("\n")
-        out = []
-        for i, line in enumerate(lines):
-            last = i == len(lines) - 1
-            if last and not line:
-                break
-            out.append((label if (start or i > 0) else "") + line + ("" if last else "\n"))
-        self._line_start[key] = text.endswith("\n")
-        return "".join(out)
 
     def add_notice(self, text: str, name: str = "stderr") -> None:
         """A line of procmagic's own, published in order with the children's output."""
