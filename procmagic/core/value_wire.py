@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import cloudpickle
 
 from .errors import ProcmagicError
+from .status import format_size
 
 if TYPE_CHECKING:
     from .status import ExitStatus
@@ -202,7 +203,7 @@ def decode(msg: Message) -> Outcome:
 def _decode(msg: Message) -> Outcome:
     if msg.over_limit:
         return Outcome(False, error=NoResult(
-            f"the child's value is {_size(msg.over_limit)}, over the limit of {_size(msg.limit)}; "
+            f"the child's value is {format_size(msg.over_limit)}, over the limit of {format_size(msg.limit)}; "
             "it was read and discarded", "too_large"), reason="too_large")
     if msg.kind == VALUE:
         try:
@@ -231,8 +232,8 @@ def _decode(msg: Message) -> Outcome:
             "(return something picklable, e.g. plain data, or convert it first)", reason), reason=reason)
     if reason == "too_large":
         return Outcome(False, error=NoResult(
-            f"the child's value, of type {facts.get('type')}, is {_size(facts.get('size', 0))}, over the limit "
-            f"of {_size(facts.get('limit', 0))}; return less, or raise the limit", reason), reason=reason)
+            f"the child's value, of type {facts.get('type')}, is {format_size(facts.get('size', 0))}, over the limit "
+            f"of {format_size(facts.get('limit', 0))}; return less, or raise the limit", reason), reason=reason)
     return Outcome(False, error=NoResult(f"the child sent something unexpected: {facts!r}", "no value"),
                    reason="no value")
 
@@ -347,14 +348,6 @@ class Receiver:
         self._lens = []
         self._phase = "head"
         self._start(_HEAD.size)
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def no_value(status: "ExitStatus | None", what: str = "the child") -> Outcome:

@@ -32,9 +32,10 @@ import socket
 import time
 from typing import Any, Callable
 
+from ..core.status import format_size
 from .channel import INPUT, MESSAGE, STDERR, STDOUT, BadFrame, FrameReader, decode_message
 from .labels import LineLabels
-from .spawn_log import SpawnLog, human_size as _size
+from .spawn_log import SpawnLog
 
 __all__ = ["Router", "Source", "ReadBudget", "BACKGROUND_BUDGET", "roomy"]
 
@@ -331,7 +332,7 @@ class Router:
             self.log.open()  # what waited in memory goes to the file the notice names
             kept = f"kept in {self.log.path}" if self.log.state == "open" else "not kept (see above)"
             self._stream("stderr", (
-                f"\n[procmagic] output reached the cap of {_size(self.cap)} "
+                f"\n[procmagic] output reached the cap of {format_size(self.cap)} "
                 f"(%config ProcMagics.output_cap); the rest is withheld from the notebook and {kept}\n"))
 
     def _stream(self, name: str, text: str) -> None:
@@ -380,10 +381,10 @@ class Router:
             if log.state == "open":
                 where = f"the full output is in {log.path}"
             elif log.state == "full":
-                where = f"the first {_size(log.limit)} of output are in {log.path}"
+                where = f"the first {format_size(log.limit)} of output are in {log.path}"
             else:
                 where = "it could not be kept in a log"
-            self._stream("stderr", f"[procmagic] {_size(self.withheld)} of output withheld past the cap; {where}\n")
+            self._stream("stderr", f"[procmagic] {format_size(self.withheld)} of output withheld past the cap; {where}\n")
             return log.path if log.state in ("open", "full") else None
         return None
 

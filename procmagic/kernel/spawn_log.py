@@ -14,19 +14,11 @@ import os
 from typing import Any, Callable
 
 from ..core import runtime
+from ..core.status import format_size
 
-__all__ = ["SpawnLog", "HEAD", "human_size"]
+__all__ = ["SpawnLog", "HEAD"]
 
 HEAD = 64 * 1024  # characters of a log kept in memory before the file is created
-
-
-def human_size(n: float) -> str:
-    """``n`` bytes as people read them: ``512 B``, ``19.5 KB``, ``4.0 MB``."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 class SpawnLog:
@@ -83,12 +75,12 @@ class SpawnLog:
             room = self.limit - self._written
             if len(text) >= room:
                 self._file.write(text[:room])
-                self._file.write(f"\n[procmagic] this log reached its limit of {human_size(self.limit)} "
+                self._file.write(f"\n[procmagic] this log reached its limit of {format_size(self.limit)} "
                                  "(%config ProcMagics.log_limit); later output is not kept\n")
                 self._written = self.limit
                 self._file.close()
                 self._file, self.state = None, "full"
-                self._notice(f"[procmagic] the log {self.path} reached its limit of {human_size(self.limit)} "
+                self._notice(f"[procmagic] the log {self.path} reached its limit of {format_size(self.limit)} "
                              "(%config ProcMagics.log_limit); output past it is not kept there\n")
                 return
             self._file.write(text)
