@@ -312,8 +312,11 @@ class Spawn:
         for proc in self.procs:
             if proc.redirect:
                 proc.close()  # end of file was read: nothing more can come, nothing can be written
-            else:
+            elif self.options.out is None:
                 proc.close_if_drained()  # unless it left messages the notebook may still read()
+            # With --out the notebook holds the Process and may be reading its pipe right now, on
+            # the main thread, while a --bg spawn finishes on the IOPub thread's loop: the pipe
+            # stays open for it (read() gives b"" at its end) until the handle is closed or dropped.
         if self.queue is not None and self.options.queue == -1:
             # A private queue dies with its spawn, unless messages are left for the notebook to
             # pop(): then it lives until free_queue() or the kernel's shutdown.
