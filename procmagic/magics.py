@@ -10,7 +10,7 @@ import dataclasses
 import keyword
 import signal as _signal
 import sys
-from typing import Any, Callable
+from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -30,56 +30,9 @@ from .kernel.integration import Integration
 from .kernel import spawn as spawn_mod
 from .kernel.spawn import Settings, Spawn, SpawnOptions
 from .kernel.terminal import drain_terminal
+from .magic_options import check_name, queue_key, timeout_option, usage
 
 __all__ = ["ProcMagics", "load", "unload"]
-
-def _timeout_option(value: str | None, magic: Any) -> float | None:
-    """--timeout SECONDS: a positive number, else UsageError with the magic's usage line."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        number = 0.0
-    if not number > 0 or number != number or number == float("inf"):
-        raise UsageError(f"--timeout must be a positive number of seconds, not {value!r}\n{_usage(magic)}")
-    return number
-
-
-_NAME_MAX = 64
-
-
-def _queue_key(text: str, bad: Callable[[str], UsageError]) -> int:
-    """--queue KEY: a SysV key in decimal or hex, as ``ipcs`` prints it (``0x81cbe64a``: keys of
-    2**31 and more are key_t's negative values, as sysv_ipc gives them)."""
-    try:
-        key = int(text, 0)
-    except ValueError:
-        raise bad(f"--queue KEY must be an integer key (decimal, or hex as ipcs prints it: 0x81cbe64a), "
-                  f"not {text!r}") from None
-    if 2**31 <= key < 2**32:
-        key -= 2**32
-    if not -(2**31) <= key < 2**31:
-        raise bad(f"--queue KEY must fit in 32 bits (ipcs shows keys from 0x00000001 to 0xfffffffe), got {text!r}")
-    if key == 0:
-        raise bad("--queue KEY must not be 0 (IPC_PRIVATE); for a private queue give --queue without a key")
-    if key == -1:
-        raise bad("--queue KEY 0xffffffff (-1) is reserved by procmagic for a private queue: choose another key")
-    return key
-
-
-def _check_name(name: str, bad: Callable[[str], UsageError]) -> None:
-    """--name: checked before forking, since it names the child's log file and its process title."""
-    if not name.strip() or name.isdigit():
-        raise bad(f"--name must be a non-empty name that is not a number (numbers are ids), got {name!r}")
-    if len(name) > _NAME_MAX:
-        raise bad(f"--name must be at most {_NAME_MAX} characters (it names files and process titles), "
-                  f"got {len(name)}: {name[:20]!r}...")
-    odd = sorted({c for c in name if c in "/\\" or not c.isprintable()})
-    if odd:
-        raise bad(f"--name must not contain {', '.join(repr(c) for c in odd)} (it names files; workers get "
-                  f"NAME/0, NAME/1 by themselves), got {name!r}")
-
 
 @magics_class
 class ProcMagics(Magics):
@@ -210,15 +163,15 @@ class ProcMagics(Magics):
         try:
             args = parse_argstring(self.spawn, line)
         except UsageError as exc:
-            raise UsageError(f"{exc}\n{_usage(self.spawn)}") from None
+            raise UsageError(f"{exc}\n{usage(self.spawn)}") from None
         def bad(text: str) -> UsageError:
-            return UsageError(f"{text}\n{_usage(self.spawn)}")
+            return UsageError(f"{text}\n{usage(self.spawn)}")
         pipe = None if args.pipe.lower() == "none" else args.pipe.lower()
         if pipe not in (None, "stream", "dgram"):
             raise bad(f"--pipe must be stream, dgram or none, not {args.pipe!r}")
         if args.n < 1 or args.n > 1024:
             raise bad(f"-n must be from 1 to 1024 children, got {args.n}")
-        timeout = _timeout_option(args.timeout, self.spawn)
+        timeout = timeout_option(args.timeout, self.spawn)
         try:
             sig = signal_number(args.signal_on_interrupt, "--signal-on-interrupt")
         except (TypeError, ValueError) as exc:
@@ -227,12 +180,12 @@ class ProcMagics(Magics):
             raise bad("--signal-on-interrupt must be a real signal, not 0")
         queue = None
         if args.queue is not None:
-            queue = -1 if args.queue == "private" else _queue_key(args.queue, bad)
+            queue = -1 if args.queue == "private" else queue_key(args.queue, bad)
         for flag, value in (("--out", args.out), ("--result", args.result)):
             if value is not None and (not value.isidentifier() or keyword.iskeyword(value)):
                 raise bad(f"{flag} must name a Python variable (an identifier, not a keyword), not {value!r}")
         if args.name is not None:
-            _check_name(args.name, bad)
+            check_name(args.name, bad)
         return SpawnOptions(redirect=args.redirect, bg=args.bg, name=args.name, pipe=pipe, n=args.n, queue=queue,
                             timeout=timeout, signal_on_interrupt=sig, force=args.force, out=args.out,
                             result=args.result, pdb=args.pdb)
@@ -241,7 +194,7 @@ class ProcMagics(Magics):
         """--engines, --view and --push (procmagic/engines), or None for a local spawn."""
         args = parse_argstring(self.spawn, line)
         def bad(text: str) -> UsageError:
-            return UsageError(f"{text}\n{_usage(self.spawn)}")
+            return UsageError(f"{text}\n{usage(self.spawn)}")
         if args.engines is None:
             for flag in ("view", "push"):
                 if getattr(args, flag) is not None:
@@ -306,7 +259,7 @@ class ProcMagics(Magics):
         try:
             sig = signal_number(args.signal, "-s")
         except (TypeError, ValueError) as exc:
-            raise UsageError(f"{exc}\n{_usage(self.kill)}") from None
+            raise UsageError(f"{exc}\n{usage(self.kill)}") from None
         name = _signal.Signals(sig).name if sig else "signal 0"
         remote, targets = _remote_targets(args.target)
         if remote:
@@ -337,7 +290,7 @@ class ProcMagics(Magics):
     def wait(self, line: str) -> Any:
         """Wait for children to end (all by default) and show their exit statuses."""
         args = parse_argstring(self.wait, line)
-        timeout = _timeout_option(args.timeout, self.wait)
+        timeout = timeout_option(args.timeout, self.wait)
         # with no target, or 'all': the children still running or still draining output (the
         # others showed their status already); a named child is waited for, or its status
         # shown, whatever its state
@@ -409,15 +362,6 @@ def _select(targets: list[str], live_only: bool) -> list[Process]:
             if proc not in out:
                 out.append(proc)
     return out
-
-
-def _usage(magic: Any) -> str:
-    parser = getattr(magic, "parser", None)
-    if parser is None:
-        return ""
-    # IPython's formatter starts usage with "::" (reST); show it the way argparse would
-    lines = [line.strip() for line in parser.format_usage().replace("::", "").strip().splitlines()]
-    return "usage: " + " ".join(line for line in lines if line)
 
 
 def _with_hints(message: str) -> str:
