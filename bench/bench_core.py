@@ -10,11 +10,19 @@ median CPU time (the parent's and the reaped child's together). On a machine sha
 work the wall times swing with the scheduler; the CPU times, and their ratios, much less.
 
 Pipe ping-pong: one message goes to a forked child and comes back, through ``Process.write`` and
-``Process.read`` on both sides, against a raw socketpair of the same kind driven with plain
-``send``/``recv`` on both sides. Batches alternate; each reports the median batch's wall time and
-CPU time (both processes, from /proc/PID/schedstat) per round trip.
+``Process.read`` on both sides, against two raw socketpairs of the same kind:
+  - raw:   plain ``send``/``recv`` on both sides (what a socketpair costs with no guarantees);
+  - floor: the system calls procmagic's guarantees need and nothing else, in plain Python. The
+           parent waits with ``poll`` on the socket *and* the child's pidfd (a read must end when
+           the child dies even if a descendant still holds the child's end, so a bare blocking
+           ``recv`` is not allowed), then receives; on a dgram pipe both sides first peek at the
+           next message's length (``MSG_PEEK | MSG_TRUNC``), so a message larger than the read's
+           ``size`` stays in the pipe whole instead of being cut.
+Batches rotate; each reports the median batch's wall time and CPU time (both processes, from
+/proc/PID/schedstat) per round trip.
 
-    .venv/bin/python bench/bench_core.py [--quick] [--big-mb 1024] [--rounds N]
+    .venv/bin/python bench/bench_core.py [--quick] [--only spawn|pipe] [--big-mb 1024] [--rounds N]
+                                         [--batches N] [--per-batch N]
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import os
 import platform
 import random
 import resource
+import select
 import socket
 import statistics
 import sys
@@ -158,6 +167,65 @@ class RawPingPong:
         os.waitpid(self.pid, 0)
 
 
+_PEEK_TRUNC = int(socket.MSG_PEEK | socket.MSG_TRUNC)
+
+
+class FloorPingPong:
+    """The floor: only the system calls procmagic's read guarantees need (see the module's doc),
+    with nothing around them: poll on [socket, pidfd], a length peek on dgram pipes, recv."""
+
+    def __init__(self, kind: str) -> None:
+        self.parent, child = socket.socketpair(socket.AF_UNIX, KINDS[kind])
+        self.peek = kind == "dgram"
+        self.pid = os.fork()
+        if self.pid == 0:
+            code = 1
+            try:
+                self.parent.close()
+                recv, recv_into, sendall = child.recv, child.recv_into, child.sendall
+                length = bytearray(1)
+                while True:
+                    if self.peek and recv_into(length, 1, _PEEK_TRUNC) > 65536:
+                        break
+                    data = recv(65536)
+                    if not data:
+                        break
+                    sendall(data)
+                code = 0
+            finally:
+                os._exit(code)
+        child.close()
+        self.pidfd = os.pidfd_open(self.pid)
+        self.poller = select.poll()
+        self.poller.register(self.parent.fileno(), select.POLLIN)
+        self.poller.register(self.pidfd, select.POLLIN)
+
+    def run(self, message: bytes, n: int) -> tuple[float, float]:
+        send, recv, recv_into, poll = self.parent.send, self.parent.recv, self.parent.recv_into, self.poller.poll
+        length = bytearray(1)
+        c0, p0 = _cpu_ns(self.pid), time.process_time()
+        t0 = time.perf_counter()
+        if self.peek:
+            for _ in range(n):
+                send(message)
+                poll()
+                recv_into(length, 1, _PEEK_TRUNC)
+                recv(65536)
+        else:
+            for _ in range(n):
+                send(message)
+                poll()
+                recv(65536)
+        t1 = time.perf_counter()
+        cpu = time.process_time() - p0 + (_cpu_ns(self.pid) - c0) / 1e9
+        return (t1 - t0) / n, cpu / n
+
+    def close(self) -> None:
+        self.parent.close()
+        os.waitpid(self.pid, 0)
+        os.close(self.pidfd)
+
+
 def _echo(proc: Process) -> None:
     read, write = proc.read, proc.write
     while True:
@@ -192,22 +260,24 @@ class ProcmagicPingPong:
         self.proc.join()
 
 
+PingPong = RawPingPong | FloorPingPong | ProcmagicPingPong
+
+
 def time_ping_pong(kind: str, message: bytes, batches: int, n: int) -> dict[str, tuple[float, float]]:
-    """{"raw": (wall, cpu), "procmagic": (wall, cpu)}: median seconds per round trip over
-    batches that alternate; cpu counts both processes."""
-    raw, ours = RawPingPong(kind), ProcmagicPingPong(kind)
-    samples: dict[str, list[tuple[float, float]]] = {"raw": [], "procmagic": []}
+    """{"raw": (wall, cpu), "floor": (wall, cpu), "procmagic": (wall, cpu)}: median seconds per
+    round trip over batches whose order rotates; cpu counts both processes."""
+    raw, floor, ours = RawPingPong(kind), FloorPingPong(kind), ProcmagicPingPong(kind)
+    runners: list[tuple[str, PingPong]] = [("raw", raw), ("floor", floor), ("procmagic", ours)]
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in runners}
     try:
-        raw.run(message, n // 10)
-        ours.run(message, n // 10)
+        for _, runner in runners:
+            runner.run(message, n // 10)
         for i in range(batches):
-            pair: list[tuple[str, RawPingPong | ProcmagicPingPong]] = [("raw", raw), ("procmagic", ours)]
-            if i % 2:
-                pair.reverse()
-            for name, runner in pair:
+            for name, runner in runners[i % 3:] + runners[:i % 3]:
                 samples[name].append(runner.run(message, n))
     finally:
-        ours.close()  # first: its child holds a copy of the raw pair's parent end
+        ours.close()  # first: its child holds copies of the raw pairs' parent ends
+        floor.close()
         raw.close()
     return {name: (statistics.median(w for w, _ in rows), statistics.median(c for _, c in rows))
             for name, rows in samples.items()}
@@ -218,21 +288,9 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:7.3f} ms"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (a rough figure in seconds)")
-    parser.add_argument("--big-mb", type=int, default=1024, help="resident size of the big case, MB (default 1024)")
-    parser.add_argument("--rounds", type=int, default=None, help="spawn rounds at the small size")
-    args = parser.parse_args()
-
+def report_spawns(args: argparse.Namespace) -> None:
     small_rounds = args.rounds or (60 if args.quick else 400)
     big_rounds = max(5, small_rounds // (12 if args.quick else 20))
-    batches, per_batch = (5, 2000) if args.quick else (9, 10000)
-
-    print(f"procmagic core benchmark: Python {platform.python_version()}, Linux {platform.release()}, "
-          f"{os.cpu_count()} CPUs{', --quick' if args.quick else ''}")
-    print()
-
     small = time_spawns(small_rounds)
     small_rss = rss_mb()
     ballast = bytearray(args.big_mb << 20)
@@ -261,19 +319,54 @@ def main() -> None:
         figure(f"Process start+join at {rss:.0f} MB RSS (wall) vs multiprocessing", table[ours][0] * 1e3,
                table[mp][0] * 1e3, "ms", target=1.0, better="lower", baseline_name="multiprocessing fork")
 
-    print(f"pipe ping-pong, one message there and back (medians of {batches} batches x {per_batch} round trips)")
-    print(f"{'':36s}{'raw socketpair':>24s}   {'Process.write/read':>24s}   {'ratio':>13s}")
-    print(f"{'':36s}{'wall':>11s} {'cpu':>12s}   {'wall':>11s} {'cpu':>12s}   {'wall':>6s} {'cpu':>6s}")
+
+def report_ping_pong(args: argparse.Namespace) -> None:
+    batches = args.batches or (5 if args.quick else 9)
+    per_batch = args.per_batch or (2000 if args.quick else 10000)
+    print(f"pipe ping-pong, one message there and back (medians of {batches} batches x {per_batch} round trips;"
+          " us per round trip, cpu = both processes)")
+    print(f"{'':34s}{'raw socketpair':>19s} {'floor':>19s} {'Process.write/read':>19s}   {'/ raw':>11s}   {'/ floor':>11s}")
+    print(f"{'':34s}" + f"{'wall':>9s} {'cpu':>9s} " * 3 + f"  {'wall':>5s} {'cpu':>5s}   {'wall':>5s} {'cpu':>5s}")
     for kind in ("dgram", "stream"):
         for size in (64, 4096):
             figures = time_ping_pong(kind, b"m" * size, batches, per_batch)
-            (raw_wall, raw_cpu), (our_wall, our_cpu) = figures["raw"], figures["procmagic"]
+            (raw_wall, raw_cpu), (floor_wall, floor_cpu) = figures["raw"], figures["floor"]
+            our_wall, our_cpu = figures["procmagic"]
             label = f"{kind} ({'SOCK_SEQPACKET' if kind == 'dgram' else 'SOCK_STREAM'}), {size} B"
-            print(f"  {label:34s}{raw_wall * 1e6:8.1f} us {raw_cpu * 1e6:9.1f} us   "
-                  f"{our_wall * 1e6:8.1f} us {our_cpu * 1e6:9.1f} us   "
-                  f"{our_wall / raw_wall:5.2f}x {our_cpu / raw_cpu:5.2f}x")
+            print(f"  {label:32s}" + "".join(f"{w * 1e6:9.1f} {c * 1e6:9.1f} " for w, c in
+                                              (figures["raw"], figures["floor"], figures["procmagic"]))
+                  + f"  {our_wall / raw_wall:5.2f} {our_cpu / raw_cpu:5.2f}"
+                  + f"   {our_wall / floor_wall:5.2f} {our_cpu / floor_cpu:5.2f}")
             figure(f"pipe ping-pong {kind} {size} B (cpu)", our_cpu * 1e6, raw_cpu * 1e6, "us",
                    target=1.1, better="lower", baseline_name="raw socketpair")
+            figure(f"pipe ping-pong {kind} {size} B (cpu) vs floor", our_cpu * 1e6, floor_cpu * 1e6, "us",
+                   target=1.1, better="lower", baseline_name="floor: poll [socket, pidfd] + recv",
+                   note="the floor is a raw socketpair doing only the system calls procmagic's read guarantees need")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (a rough figure in seconds)")
+    parser.add_argument("--only", choices=("spawn", "pipe"), default=None,
+                        help="run only the spawn-to-reap part or only the pipe ping-pong")
+    parser.add_argument("--big-mb", type=int, default=1024, help="resident size of the big case, MB (default 1024)")
+    parser.add_argument("--rounds", type=int, default=None, help="spawn rounds at the small size")
+    parser.add_argument("--batches", type=int, default=None, help="ping-pong batches per case (default 9, --quick 5)")
+    parser.add_argument("--per-batch", type=int, default=None,
+                        help="round trips per ping-pong batch (default 10000, --quick 2000)")
+    args = parser.parse_args()
+    for name in ("rounds", "batches", "per_batch"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive count, not {value}")
+
+    print(f"procmagic core benchmark: Python {platform.python_version()}, Linux {platform.release()}, "
+          f"{os.cpu_count()} CPUs{', --quick' if args.quick else ''}")
+    print()
+    if args.only in (None, "spawn"):
+        report_spawns(args)
+    if args.only in (None, "pipe"):
+        report_ping_pong(args)
     sys.stdout.flush()
 
 
