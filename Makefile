@@ -17,7 +17,11 @@ ISOLATE ?= $(shell unshare --ipc true 2>/dev/null && echo unshare --ipc)
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# setup.py builds the queue's C accelerator (optional: without a compiler the pure-Python path
+# is used); editing it or the C source re-runs the install, which rebuilds the extension.
+BUILD_INPUTS := pyproject.toml setup.py procmagic/core/_queue_fast.c
+
+$(STAMP): $(BUILD_INPUTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -56,7 +60,7 @@ test-compat:
 		echo "test-compat: no Python 3.13 here, skipping the Python 3.13 / ipykernel 6 run"; \
 	else \
 		test -x $(COMPAT_VENV)/bin/python || "$(COMPAT_PY)" -m venv $(COMPAT_VENV); \
-		if [ ! -f $(COMPAT_VENV)/.installed ] || [ pyproject.toml -nt $(COMPAT_VENV)/.installed ]; then \
+		if [ ! -f $(COMPAT_VENV)/.installed ] || [ -n "$$(find $(BUILD_INPUTS) -newer $(COMPAT_VENV)/.installed)" ]; then \
 			$(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip && \
 			$(COMPAT_VENV)/bin/python -m pip install -q -e . 'ipykernel>=6.29,<7' pytest pytest-timeout jupyter_client mypy && \
 			touch $(COMPAT_VENV)/.installed; \
@@ -74,7 +78,7 @@ DEMO_PY := $(DEMO_VENV)/bin/python
 demo: $(DEMO_VENV)/.installed
 	$(DEMO_PY) notebooks/run_notebook.py notebooks/01-tour.ipynb --out build/demo --html
 
-$(DEMO_VENV)/.installed: pyproject.toml
+$(DEMO_VENV)/.installed: $(BUILD_INPUTS)
 	@test -x $(DEMO_PY) || $(PYTHON) -m venv $(DEMO_VENV)
 	$(DEMO_PY) -m pip install -q --upgrade pip
 	$(DEMO_PY) -m pip install -q -e '.[demo]'
@@ -121,3 +125,4 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) $(DEMO_VENV) build docs/notebooks artifacts *.egg-info .pytest_cache .mypy_cache
+	rm -f procmagic/core/_queue_fast.*.so

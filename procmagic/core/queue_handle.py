@@ -35,7 +35,8 @@ handles: "weakref.WeakSet[Queue]" = weakref.WeakSet()
 class _Shared:
     """What all handles on one queue in this process share: the sysv_ipc object and its identity."""
 
-    __slots__ = ("mq", "id", "key", "uid", "ctime", "limit", "owner_pid", "freed", "handles", "__weakref__")
+    __slots__ = ("mq", "id", "key", "uid", "ctime", "limit", "receive_size", "owner_pid", "freed", "handles",
+                 "__weakref__")
 
     def __init__(self, mq: Any, limit: int, owner_pid: int | None) -> None:
         self.mq = mq
@@ -44,6 +45,9 @@ class _Shared:
         self.uid: int = mq.cuid
         self.ctime: int = mq.last_change_time
         self.limit = limit
+        # The max_message_size the sysv_ipc object was made with (it receives up to that many
+        # bytes; it does not say it): the C path's msgrcv asks for the same.
+        self.receive_size = limit
         self.owner_pid = owner_pid  # set when this process created the queue
         self.freed = False
         self.handles: "weakref.WeakSet[Queue]" = weakref.WeakSet()
@@ -68,8 +72,9 @@ class QueueStat:
 class Queue:
     """One process's handle on a SysV message queue; see the module documentation.
 
-    ``push(data, *, to=None)`` and ``pop(size=None)`` are built per handle (closures over its
-    routing and limits: no attribute lookups on the hot path, see :mod:`procmagic.core.queue_hot`);
+    ``push(data, *, to=None)`` and ``pop(size=None)`` are built per handle (the C accelerator's
+    methods, or closures over its routing and limits: no attribute lookups on the hot path, see
+    :mod:`procmagic.core.queue_hot`);
     their documentation is :meth:`_push_doc` and :meth:`_pop_doc`. ``Process.push`` and
     ``Process.pop`` hand out these same closures.
     """
@@ -108,6 +113,9 @@ class Queue:
     # -- the hot path --------------------------------------------------------------------------
     def _build(self) -> None:
         push, pop = _hot.make_hot_path(self)
+        if _hot.accelerated():  # the C methods carry the same text in the extension
+            self.push, self.pop = push, pop
+            return
         push.__doc__ = self._push_doc.__doc__
         pop.__doc__ = self._pop_doc.__doc__
         self.push, self.pop = push, pop
