@@ -1,6 +1,10 @@
 """SysV message queues with real processes: use_queue / push / pop / stat_queue / free_queue,
 routing, blocking, signals, counters, and queue hygiene (queues / sweep_queues).
 
+Every test runs twice: on the C accelerator's push/pop and on the pure-Python ones
+(``queue_path``; children inherit the path at fork, ``python()`` scripts through
+PROCMAGIC_PURE_QUEUE). tests/unit/test_queue_fast.py checks what differs between them.
+
 Every blocking wait is bounded: pops in this process run under ``deadline()`` (an interval timer
 whose handler raises TimeoutError, which the queue lets through), children are joined with a
 timeout, and helpers that wait for a process to block give up after ``WAIT`` seconds.
@@ -26,6 +30,7 @@ import sysv_ipc
 import procmagic
 from procmagic import NoQueue, Process, ProcessStateError, QueueEmpty, QueueFull
 from procmagic.core import queue as pmq
+from procmagic.core import queue_hot
 
 from .helpers import deadline
 from procmagic.core import queue_registry
@@ -37,7 +42,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 # -- helpers -------------------------------------------------------------------------------------
-pytestmark = pytest.mark.usefixtures("queue_records")
+pytestmark = pytest.mark.usefixtures("queue_records", "queue_path")
+
+
+@pytest.fixture(params=["c", "pure"])
+def queue_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Each test on the C accelerator, then on the pure-Python path (in this process, its
+    children, and the scripts it runs)."""
+    accelerated = request.param == "c"
+    if accelerated and not queue_hot.accelerator_available():
+        pytest.skip("the C accelerator is not built here (test_queue_fast says whether it should be)")
+    monkeypatch.setenv(queue_hot.PURE_ENV, "0" if accelerated else "1")
+    was = queue_hot.accelerated()
+    queue_hot.use_accelerator(accelerated)
+    yield request.param
+    queue_hot.use_accelerator(was)
 
 
 
