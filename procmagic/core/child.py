@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     from .process import Process
 
-__all__ = ["bootstrap", "add_child_hook", "close_in_children", "ExecFailed", "die_by", "exit_code_of", "flush_std", "bind_std_streams"]
+__all__ = ["bootstrap", "add_child_hook", "close_in_children", "ExecFailed", "die_by", "exit_code_of", "flush_std",
+           "set_flush_check", "bind_std_streams"]
 
 _PR_SET_PDEATHSIG = 1
 _PR_GET_DUMPABLE = 3
@@ -95,11 +96,31 @@ class ExecFailed(OSError):
     """exec() failed in the child; the parent's join() raises the same OSError."""
 
 
+_needs_flush: Callable[[Any], bool] | None = None
+
+
+def set_flush_check(needs_flush: Callable[[Any], bool] | None) -> Callable[[], None]:
+    """Integrations: ``needs_flush(stream)`` says whether a standard stream may hold text that
+    ``flush_std`` must flush before a fork; False skips that stream's ``flush()``. For a stream
+    whose flush is costly even when it holds nothing (a kernel's output stream waits for its
+    I/O thread). None restores flushing every time. Returns the function that undoes it."""
+    global _needs_flush
+    _needs_flush = needs_flush
+
+    def undo() -> None:
+        global _needs_flush
+        if _needs_flush is needs_flush:
+            _needs_flush = None
+
+    return undo
+
+
 def flush_std() -> None:
     """Flush sys.stdout and sys.stderr, whatever they are, ignoring any error."""
+    check = _needs_flush
     for stream in (sys.stdout, sys.stderr):
         try:
-            if stream is not None:
+            if stream is not None and (check is None or check(stream)):
                 stream.flush()
         except Exception:
             pass

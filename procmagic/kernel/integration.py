@@ -75,6 +75,7 @@ class Integration:
             child_setup.setup_child(proc, kernel, shell, self._fds_to_close)
 
         self._cleanups.append(core_child.add_child_hook(hook))
+        self._cleanups.append(core_child.set_flush_check(child_setup.stream_needs_flush))
         # Children are reaped on the IOPub thread's loop, which keeps running while a cell
         # blocks (an exit is then reported at once, with its real wall time), and by the
         # foreground driver itself. No thread of procmagic's.

@@ -54,6 +54,17 @@ def test_non_redirect_c_level_output_still_lands_in_the_spawning_cell(k):
     assert "c-level without redirect" in cell.text()
 
 
+def test_text_the_kernel_buffered_before_a_spawn_shows_before_the_childs(k):
+    # The kernel's stdout holds "first" (no newline: ipykernel buffers it for up to 0.2 s);
+    # the spawn flushes it before forking, so it cannot land after the child's line. With
+    # nothing buffered the flush is skipped (child_setup.stream_needs_flush): not here.
+    cell = k.execute("print('first', end='')\n"
+                     "get_ipython().run_cell_magic('spawn', '', \"print('second')\")")
+    text = cell.text("stdout")
+    assert "first" in text and "second" in text, text
+    assert text.index("first") < text.index("second"), text
+
+
 def test_output_goes_to_the_spawning_cell_not_to_later_cells(k):
     bg = k.execute(
         "%%spawn --bg --name router-check\n"

@@ -210,3 +210,31 @@ def test_procmagic_signal_reads_like_the_signal_module():
     assert procmagic.signal.SIGTERM is signal.SIGTERM
     assert procmagic.signal.ITIMER_REAL == signal.ITIMER_REAL
     assert callable(procmagic.signal)
+
+
+def test_flush_check_decides_which_standard_streams_are_flushed_before_a_fork(monkeypatch):
+    from procmagic.core import child as core_child
+
+    class Counting:
+        def __init__(self) -> None:
+            self.flushes = 0
+
+        def write(self, text: str) -> int:
+            return len(text)
+
+        def flush(self) -> None:
+            self.flushes += 1
+
+    out, err = Counting(), Counting()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    core_child.flush_std()
+    assert (out.flushes, err.flushes) == (1, 1)
+    undo = core_child.set_flush_check(lambda stream: stream is err)
+    try:
+        core_child.flush_std()
+        assert (out.flushes, err.flushes) == (1, 2)
+    finally:
+        undo()
+    core_child.flush_std()
+    assert (out.flushes, err.flushes) == (2, 3)
