@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import pipe as _pipe
+from .pipe import MAX_READ
+from .pipe import NOW as _NOW
+from .pipe import receive as _receive
 from . import timing
 from .errors import NoPipe, NoQueue, ProcessStateError
 from .reaper import registry
@@ -28,6 +32,8 @@ class PipeMixin:
     _in_child: bool
     _reader_claim: str | None
     _record: "ChildRecord | None"
+    # The parent's blocking reads of the running child (built at the first one).
+    _exit_watch: _pipe.ExitWatch | None = None
 
     @property
     def pipe(self) -> int | None:
@@ -77,7 +83,17 @@ class PipeMixin:
     def write(self, data: bytes | str) -> int:
         """Write ``data`` (str as UTF-8) to the pipe: one message on a dgram pipe, all of it on a
         stream pipe. Returns the bytes written. Empty data is refused."""
-        return _pipe.send(self._sock, data, self._timeout, self._blocking, self._kind == "dgram")
+        sock = self._sock
+        if type(data) is bytes and data and sock is not None:
+            # The common case, a pipe with room: one system call, no views, no poll.
+            try:
+                sent = sock.send(data, _NOW)
+            except OSError:
+                sent = 0  # full (EAGAIN), or an error the general path meets again and explains
+            if sent == len(data):
+                return sent
+            return _pipe.send(sock, data, self._timeout, self._blocking, self._kind == "dgram", sent)
+        return _pipe.send(sock, data, self._timeout, self._blocking, self._kind == "dgram")
 
     def read(self, size: int = 8192, timeout: float | None = None) -> bytes:
         """One receive of at most ``size`` bytes (one message on a dgram pipe); b"" at end of file.
@@ -86,6 +102,50 @@ class PipeMixin:
         TimeoutError. In the parent, once the child has exited and nothing is left, returns b""
         instead of waiting.
         """
+        # The common case in a few checks: a blocking read of an int size with no time-out.
+        # Anything else, and every error, goes to the general path (_read).
+        if timeout is None and type(size) is int and size > 0 and self._blocking and self._timeout is None:
+            sock = self._sock
+            watch = self._exit_watch
+            if (watch is not None and watch.sock is sock and watch.record is self._record
+                    and self._reader_claim is None and sock.fileno() >= 0):  # type: ignore[union-attr]
+                return watch.read(size if size < MAX_READ else MAX_READ)
+            if sock is not None:
+                if self._in_child:  # nothing but the pipe bounds the wait: the receive is the wait
+                    try:
+                        return _receive(sock, size if size < MAX_READ else MAX_READ, self._kind == "dgram", 0)
+                    except BlockingIOError:
+                        pass  # the fd was made non-blocking under us: the general path polls
+                    except ConnectionResetError:
+                        return b""
+                    except OSError as exc:
+                        if exc.errno != errno.EBADF:
+                            raise
+                elif self._reader_claim is None and sock.fileno() >= 0:
+                    watch = self._watch_exit(sock)
+                    if watch is not None:
+                        return watch.read(size if size < MAX_READ else MAX_READ)
+        return self._read(size, timeout)
+
+    def _watch_exit(self, sock: socket.socket) -> "_pipe.ExitWatch | None":
+        """The running child's ExitWatch for blocking reads (built now, or the one it has);
+        None when there is no running child with a pidfd to watch."""
+        record = self._record
+        if record is None or record.status is not None:
+            return None
+        fd = registry.hold(record)  # while we copy it: a reap on another thread cannot close it
+        if fd is None:
+            return None
+        try:
+            watch = self._exit_watch = _pipe.ExitWatch(record, sock, fd, self._kind == "dgram")
+        except OSError:  # out of fds for the copy, say: the general path needs none
+            return None
+        finally:
+            registry.release(record)
+        return watch
+
+    def _read(self, size: Any, timeout: Any) -> bytes:
+        """read() in general: every check, every mode, every error."""
         if self._reader_claim is not None and not self._in_child:
             raise ProcessStateError(self._reader_claim)
         seconds = timing.seconds(timeout) if timeout is not None else self._timeout
@@ -118,6 +178,7 @@ class PipeMixin:
         if which not in ("read", "write", "both"):
             raise ValueError(f"which must be 'read', 'write' or 'both', not {which!r}")
         if which == "both":
+            self._exit_watch = None  # its pidfd copy closes once no read uses it
             self._close_child_ends()  # never started: the ends meant for the child go too
         sock = self._sock
         if sock is None or sock.fileno() < 0:
