@@ -383,21 +383,16 @@ hotpath_pop(HotPath *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
     return data;
 }
 
+/* The text of Queue._push_doc and Queue._pop_doc (procmagic/core/queue_handle.py), shortened. */
 PyDoc_STRVAR(push_doc,
 "push(data, *, to=None)\n--\n\n"
-"Put one message (bytes, or str as UTF-8) on the queue; see procmagic.core.queue.Queue.\n\n"
-"Waits while the queue is full (nowait: raises QueueFull). Empty data, or data over\n"
-"max_message_size, raises ValueError. to= (orient mode) names the receiver: a Process, its id,\n"
-"or PARENT. A signal while waiting never loses the message: if its handler raises\n"
-"(KeyboardInterrupt), nothing was sent; otherwise the push goes on waiting.");
+"Put one message (bytes, or str as UTF-8) on the queue; waits while it is full (nowait: raises\n"
+"QueueFull). to= (orient mode) names the receiver: a Process, its id, or PARENT.");
 
 PyDoc_STRVAR(pop_doc,
 "pop(size=None)\n--\n\n"
-"Take one message: the oldest of any type (balance) or the oldest for this process (orient).\n"
-"Waits for one (nowait: raises QueueEmpty); a signal whose handler raises (KeyboardInterrupt)\n"
-"stops the wait and leaves the queue as it was.\n\n"
-"size is the largest message the caller accepts. Messages are never truncated: a longer one is\n"
-"still taken off the queue, and the ValueError raised carries it as .data.");
+"Take one message: the oldest (balance) or the oldest for this process (orient); waits for one\n"
+"(nowait: raises QueueEmpty). A message longer than size is taken and raised in ValueError.data.");
 
 static PyMethodDef hotpath_methods[] = {
     {"push", (PyCFunction)(void (*)(void))hotpath_push, METH_FASTCALL | METH_KEYWORDS, push_doc},
