@@ -369,6 +369,12 @@ class Router:
 
         _reply(source.sock, REFUSED, "procmagic: this spawn cannot ask the notebook for input")
 
+    def forget_listeners(self) -> None:
+        """Drop the callbacks others set (the spawn, its panel, its stdin broker): each one holds
+        its owner, which holds this router, so a spawn dropped from the history would otherwise
+        wait as a reference cycle for the garbage collector's next full pass (~70 objects each)."""
+        self.on_bad_source = self.on_message = self.on_stream = self.on_input = None
+
     def close(self) -> str | None:
         """Close every source and the log. Returns the log's path when output was withheld
         (the log is kept), else None (the log is deleted: the notebook has all of it)."""

@@ -118,6 +118,7 @@ def retain(history: int, finished: "Spawn | None" = None) -> None:
             continue
         _dropped["spawns"] += 1
         _dropped["children"] += len(spawn.procs)
+        spawn.router.forget_listeners()  # it ended long ago: freed when the last view of it goes
 
 
 def dropped() -> tuple[int, int]:

@@ -404,6 +404,14 @@ class StdinBroker:
 def _subscribe_spawn(spawn: Any) -> Callable[[], None]:
     from . import spawn as spawn_mod
 
+    # The remover sits in a list emptied when it runs, not in a variable of this closure: the
+    # listener and its remover would otherwise hold each other (and the spawn) for good.
+    remover: list[Callable[[], None]] = []
+
+    def unsubscribe() -> None:
+        if remover:
+            remover.pop()()
+
     def on_event(event: str, s: Any, detail: Any) -> None:
         if s is not spawn:
             return
@@ -412,5 +420,5 @@ def _subscribe_spawn(spawn: Any) -> Callable[[], None]:
         elif event == "finished":
             unsubscribe()
 
-    unsubscribe = spawn_mod.subscribe(on_event)
+    remover.append(spawn_mod.subscribe(on_event))
     return unsubscribe
