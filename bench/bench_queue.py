@@ -298,7 +298,7 @@ def main() -> None:
                 figure(f"{v.name} {size} B, child -> parent (cpu-bound rate)", bound, raw_cpu, "msg/s",
                        target=0.95, better="higher", baseline_name="raw sysv_ipc",
                        note="the pure-Python fallback, for comparison: the target is the default path's" if fallback
-                       else "")
+                       else "", comparison=fallback)
     print("\none process, send then receive (pairs per CPU second, best run, ratio to raw sysv_ipc)")
     for size in SIZES:
         n = counts[size] // 2

@@ -102,7 +102,8 @@ def table(rows: list[dict], problems: list[str]) -> list[str]:
         aim = f" (aim {r['aim']:g}{scale})" if r.get("aim") else ""
         body.append([r["figure"], fmt(r["procmagic"], r["unit"]),
                      f"{fmt(r['baseline'], r['unit'])} ({r['baseline_name']})",
-                     f"{r['ratio']:.2f}x", f"{sign} {r['target']:g}{scale}{aim}", "met" if r["met"] else "MISSED"])
+                     f"{r['ratio']:.2f}x", f"{sign} {r['target']:g}{scale}{aim}",
+                     "comparison" if r.get("comparison") else "met" if r["met"] else "MISSED"])
     for problem in problems:
         body.append([problem, "-", "-", "-", "-", "NOT MEASURED"])
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]

@@ -21,13 +21,15 @@ ENV = "PROCMAGIC_BENCH_SUMMARY"
 
 def figure(name: str, procmagic: float, baseline: float, unit: str, *, target: float,
            better: Literal["lower", "higher"], baseline_name: str = "baseline", aim: float | None = None,
-           absolute: bool = False, note: str = "") -> float:
+           absolute: bool = False, note: str = "", comparison: bool = False) -> float:
     """Record one figure; returns its ratio (procmagic / baseline).
 
     ``target`` is the ratio the issue asks for: met when the ratio is at most it (``better="lower"``,
     a cost) or at least it (``better="higher"``, a rate). With ``absolute=True`` the target is a
     value in ``unit`` that procmagic's own figure must meet (a latency bound, say); the ratio to
-    the baseline is still shown.
+    the baseline is still shown. ``comparison=True`` marks a row shown beside a target's row
+    (another path or setting of the same figure): the table says "comparison", never met or
+    missed.
     """
     if better not in ("lower", "higher"):
         raise ValueError(f"better must be 'lower' or 'higher', not {better!r}")
@@ -39,7 +41,7 @@ def figure(name: str, procmagic: float, baseline: float, unit: str, *, target: f
         row = {"figure": name, "procmagic": procmagic, "baseline": baseline, "baseline_name": baseline_name,
                "unit": unit, "ratio": ratio, "target": target, "better": better, "aim": aim, "met": met,
                "absolute": absolute,
-               "note": note}
+               "note": note, "comparison": comparison}
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
     return ratio
