@@ -8,6 +8,7 @@ the shell's display machinery at procmagic's channel beforehand.
 
 from __future__ import annotations
 
+import contextlib
 import signal as _signal
 import sys
 from typing import Any, Callable
@@ -35,6 +36,10 @@ def current_cell_number(shell: Any) -> int:
     return int(number) if isinstance(number, int) else max(1, int(shell.execution_count) - 1)
 
 
+def _no_tee(channel: str) -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()
+
+
 def make_target(shell: Any, source: str, cell_number: int | None = None,
                 on_result: Callable[[Process, Any], None] | None = None) -> Any:
     """The child's target: run the body in the child's shell. ``on_result(proc, execution)``
@@ -59,6 +64,12 @@ def make_target(shell: Any, source: str, cell_number: int | None = None,
         if cell_number is not None:  # tracebacks say "Cell In[N]" of the spawning cell, not N+1
             cache = shell.compile.cache
             shell.compile.cache = lambda code, number=0, raw_code=None: cache(code, cell_number, raw_code)
+        if callable(getattr(shell, "_tee", None)):
+            # IPython 9's run_cell wraps sys.stdout.write and sys.stderr.write to keep every
+            # piece written in the history's outputs: in a child that is a Python call per
+            # write (print() costs ~2.5x a plain file's) and a copy in memory of all it ever
+            # prints. The child's history is thrown away when it exits: skip it.
+            shell._tee = _no_tee
         result = shell.run_cell(source, store_history=False, silent=False)
         if on_result is not None:
             on_result(proc, result)
