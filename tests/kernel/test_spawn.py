@@ -32,6 +32,16 @@ def test_python_print_and_stderr_reach_the_cell_without_redirect(k):
     assert any("exited 0" in s for s in statuses(cell))
 
 
+def test_child_output_is_not_kept_in_the_childs_history(k):
+    # IPython 9's run_cell wraps sys.stdout/stderr.write to store every write in the history's
+    # outputs: a child would keep a copy of all it prints, and pay a Python call per write
+    for flags in ("", "--redirect"):
+        cell = k.execute(f"%%spawn {flags}\nimport sys\nprint('a line')\n"
+                         "print('wrapped:', 'write' in vars(sys.stdout), 'write' in vars(sys.stderr))")
+        assert "a line" in cell.text("stdout")
+        assert "wrapped: False False" in cell.text("stdout"), cell.text()
+
+
 def test_redirect_carries_c_level_output_os_system_and_subprocesses(k):
     cell = k.execute(
         "%%spawn --redirect\n"
