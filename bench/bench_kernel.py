@@ -539,7 +539,8 @@ def main() -> None:
                        floor, "MB/s", target=0.9, better="higher", baseline_name=FLOOR + " (line-buffered child)")
                 figure(f"20 MB {kind}: the floor itself vs kernel's own print", floor, base, "MB/s", target=2.0,
                        better="higher", baseline_name="kernel's own print",
-                       note="not procmagic: the raw path's own ratio, what the 2x target allows at best")
+                       note="not procmagic: the raw path's own ratio, what the 2x target allows at best",
+                       comparison=True)
             print("   target: %%spawn --redirect >= 1x the kernel's own print (aim 2x); the floors are bench/kernel_floor.py")
             sys.stdout.flush()
 
