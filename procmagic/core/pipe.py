@@ -202,7 +202,7 @@ class ExitWatch:
 
     Whether to try a non-blocking receive before polling is learnt: a failed try costs an
     exception (~1.3 us here), a poll of a pipe with data waiting ~0.5 us. After a failed try the
-    next ``_RETRY`` reads poll first (a ping-pong: the reader is usually there before the data);
+    next ``_RETRY`` (64) reads poll first (a ping-pong: the reader is usually there before the data);
     a try that finds data keeps trying first (a reader catching up on a full pipe).
     """
 
@@ -272,7 +272,7 @@ class ExitWatch:
             pass
 
 
-_RETRY = 16
+_RETRY = 64
 _PEEK_NOW = _PEEK_SIZE | _NOW
 _watch_fds: set[int] = set()  # the pidfd copies ExitWatch objects hold open in this process
 
