@@ -215,7 +215,7 @@ class ExitWatch:
         self.pidfd = -1
         fd = os.dup(pidfd)  # the caller holds the registry's pidfd while we copy it
         self.pidfd = fd
-        _watch_fds.add(fd)
+        _watch_fds[fd] = id(self)
         self.poll = self._poller().poll
         self.polls_ahead = 0  # reads left that poll before trying to receive
         self._recv = sock.recv
@@ -265,8 +265,10 @@ class ExitWatch:
     def __del__(self) -> None:
         fd = self.pidfd
         try:
-            if fd in _watch_fds:  # not a number inherited at a fork and closed there already
-                _watch_fds.discard(fd)
+            # Only our own copy: inherited at a fork, it was closed there, and its number may
+            # belong to another watch since.
+            if _watch_fds.get(fd) == id(self):
+                del _watch_fds[fd]
                 os.close(fd)
         except Exception:  # interpreter shutdown: the module's globals may be gone
             pass
@@ -274,7 +276,7 @@ class ExitWatch:
 
 _RETRY = 64
 _PEEK_NOW = _PEEK_SIZE | _NOW
-_watch_fds: set[int] = set()  # the pidfd copies ExitWatch objects hold open in this process
+_watch_fds: dict[int, int] = {}  # the pidfd copies ExitWatch objects hold open here: fd -> id(watch)
 
 
 def too_big(whole: int, size: int) -> ValueError:
@@ -294,7 +296,7 @@ def _close_watch_fds_in_child() -> None:
             os.close(fd)
         except OSError:
             pass
-    _watch_fds = set()
+    _watch_fds = {}
 
 
 os.register_at_fork(after_in_child=_close_watch_fds_in_child)
