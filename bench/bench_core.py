@@ -18,11 +18,12 @@ Pipe ping-pong: one message goes to a forked child and comes back, through ``Pro
            ``recv`` is not allowed), then receives; on a dgram pipe both sides first peek at the
            next message's length (``MSG_PEEK | MSG_TRUNC``), so a message larger than the read's
            ``size`` stays in the pipe whole instead of being cut.
-Batches rotate; each reports the median batch's wall time and CPU time (both processes, from
-/proc/PID/schedstat) per round trip.
+Batches rotate, each with freshly forked pairs whose two processes share one CPU (``--no-pin``:
+wherever the scheduler puts them); each reports the median batch's wall time and CPU time (both
+processes, from /proc/PID/schedstat) per round trip.
 
     .venv/bin/python bench/bench_core.py [--quick] [--only spawn|pipe] [--big-mb 1024] [--rounds N]
-                                         [--batches N] [--per-batch N]
+                                         [--batches N] [--per-batch N] [--no-pin]
 """
 
 from __future__ import annotations
@@ -263,22 +264,32 @@ class ProcmagicPingPong:
 PingPong = RawPingPong | FloorPingPong | ProcmagicPingPong
 
 
-def time_ping_pong(kind: str, message: bytes, batches: int, n: int) -> dict[str, tuple[float, float]]:
+def time_ping_pong(kind: str, message: bytes, batches: int, n: int, pin: bool = True) -> dict[str, tuple[float, float]]:
     """{"raw": (wall, cpu), "floor": (wall, cpu), "procmagic": (wall, cpu)}: median seconds per
-    round trip over batches whose order rotates; cpu counts both processes."""
-    raw, floor, ours = RawPingPong(kind), FloorPingPong(kind), ProcmagicPingPong(kind)
-    runners: list[tuple[str, PingPong]] = [("raw", raw), ("floor", floor), ("procmagic", ours)]
-    samples: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in runners}
+    round trip over batches whose order rotates; cpu counts both processes.
+
+    Every batch forks fresh pairs, and with ``pin`` puts each pair's two processes on one CPU
+    (the batches take the CPUs in turn): where the scheduler places a ping-pong (one CPU or two,
+    beside which other work) sticks to the pair and moved its CPU time by 2-3x on this shared
+    machine, so pairs kept for a whole case, unpinned, gave medians off by that much. On one CPU
+    a round trip is two context switches and the system calls, the same for all three."""
+    makers: list[tuple[str, Callable[[str], PingPong]]] = [
+        ("raw", RawPingPong), ("floor", FloorPingPong), ("procmagic", ProcmagicPingPong)]
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in makers}
+    allowed = sorted(os.sched_getaffinity(0))
     try:
-        for _, runner in runners:
-            runner.run(message, n // 10)
         for i in range(batches):
-            for name, runner in runners[i % 3:] + runners[:i % 3]:
-                samples[name].append(runner.run(message, n))
+            if pin:
+                os.sched_setaffinity(0, {allowed[i % len(allowed)]})  # the children inherit it
+            for name, make in makers[i % 3:] + makers[:i % 3]:
+                runner = make(kind)
+                try:
+                    runner.run(message, max(1, n // 10))  # warm up: first-use allocations, caches
+                    samples[name].append(runner.run(message, n))
+                finally:
+                    runner.close()
     finally:
-        ours.close()  # first: its child holds copies of the raw pairs' parent ends
-        floor.close()
-        raw.close()
+        os.sched_setaffinity(0, allowed)
     return {name: (statistics.median(w for w, _ in rows), statistics.median(c for _, c in rows))
             for name, rows in samples.items()}
 
@@ -323,13 +334,14 @@ def report_spawns(args: argparse.Namespace) -> None:
 def report_ping_pong(args: argparse.Namespace) -> None:
     batches = args.batches or (5 if args.quick else 9)
     per_batch = args.per_batch or (2000 if args.quick else 10000)
-    print(f"pipe ping-pong, one message there and back (medians of {batches} batches x {per_batch} round trips;"
-          " us per round trip, cpu = both processes)")
+    where = "each pair on one CPU" if not args.no_pin else "unpinned"
+    print(f"pipe ping-pong, one message there and back (medians of {batches} batches x {per_batch} round trips, "
+          f"{where}; us per round trip, cpu = both processes)")
     print(f"{'':34s}{'raw socketpair':>19s} {'floor':>19s} {'Process.write/read':>19s}   {'/ raw':>11s}   {'/ floor':>11s}")
     print(f"{'':34s}" + f"{'wall':>9s} {'cpu':>9s} " * 3 + f"  {'wall':>5s} {'cpu':>5s}   {'wall':>5s} {'cpu':>5s}")
     for kind in ("dgram", "stream"):
         for size in (64, 4096):
-            figures = time_ping_pong(kind, b"m" * size, batches, per_batch)
+            figures = time_ping_pong(kind, b"m" * size, batches, per_batch, pin=not args.no_pin)
             (raw_wall, raw_cpu), (floor_wall, floor_cpu) = figures["raw"], figures["floor"]
             our_wall, our_cpu = figures["procmagic"]
             label = f"{kind} ({'SOCK_SEQPACKET' if kind == 'dgram' else 'SOCK_STREAM'}), {size} B"
@@ -354,6 +366,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=None, help="ping-pong batches per case (default 9, --quick 5)")
     parser.add_argument("--per-batch", type=int, default=None,
                         help="round trips per ping-pong batch (default 10000, --quick 2000)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="let the scheduler place each ping-pong pair (default: both on one CPU, CPUs in turn)")
     args = parser.parse_args()
     for name in ("rounds", "batches", "per_batch"):
         value = getattr(args, name)
