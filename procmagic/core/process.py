@@ -316,6 +316,7 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
         """The registry reaped this run's child (any thread): keep the final counters."""
         slot = self._counters
         if slot is not None and record is self._record:
+            record.made_queue = slot.made_queue()  # before the slot is given back
             self._final_counts = slot.snapshot()
             self._counters = None
             _counters.release(slot)

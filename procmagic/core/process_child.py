@@ -116,6 +116,9 @@ class ChildSideMixin:
         if env is not None and not isinstance(env, dict):
             raise TypeError(f"env must be a dict of str to str or None, not {env!r}")
         _child.flush_std()
+        # The new program keeps this pid and could record a SysV queue of its own (a Python
+        # using procmagic) without this slot: the parent then lists the records at the reap.
+        _counters.for_this_process().mark_queue()
         # Programs expect SIGPIPE and SIGXFSZ at their defaults; Python ignores them.
         _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
         _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)

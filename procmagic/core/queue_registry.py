@@ -9,7 +9,9 @@ queue's change time (``ctime``), and the owner's pid and start time (field 22 of
 A queue is removed:
 - by ``free_queue()`` (any process that has it);
 - when its owner exits normally: ``atexit`` in a plain process; a procmagic child ends in
-  ``os._exit``, so its parent removes the queues it created when it reaps it;
+  ``os._exit``, so its parent removes the queues it created when it reaps it (the child marks
+  its counters slot before it records a queue, or execs, and the parent lists the records only
+  for a child that did: see ``counters.MADE_QUEUE``);
 - by :func:`sweep_queues`, once its owner is dead (a crash, SIGKILL, a kernel killed).
 
 Before removing anything, the kernel's own line for that msqid in ``/proc/sysvipc/msg`` must
@@ -30,6 +32,7 @@ from typing import Any, Iterator
 
 import sysv_ipc
 
+from . import counters as _counters
 from . import runtime
 from .runtime import start_ticks  # (a pid and its start time identify a process)
 from .reaper import registry as _reaper
@@ -199,6 +202,9 @@ def _records() -> Iterator[tuple[str, dict[str, Any]]]:
 def record(shared: Any) -> None:
     """Note a queue this process just created, and remove it at this process's normal exit."""
     global _atexit_pid
+    # First, before any record exists: in a procmagic child this tells the parent to look for
+    # this child's records when it reaps it (see counters.MADE_QUEUE).
+    _counters.for_this_process().mark_queue()
     pid = os.getpid()
     _owned[shared.id] = shared
     if _atexit_pid != pid:
@@ -356,6 +362,11 @@ def _remove_queues_of(pid: int) -> None:
 
 def _on_reaper_event(event: str, proc: Any, status: Any) -> None:
     if event == "reaped" and status is not None and status.pid:
+        # A child that never recorded a queue (its counters slot says so, read at the reap)
+        # has no record to look for; when unsure (no slot, a restarted Process), list them.
+        record = getattr(proc, "_record", None)
+        if record is not None and record.status is status and record.made_queue is False:
+            return
         _remove_queues_of(status.pid)
 
 
