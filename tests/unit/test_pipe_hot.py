@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from procmagic import Process
+from procmagic import Process, ProcessStateError
 
 from .helpers import WAIT, deadline, gone
 
@@ -143,3 +143,25 @@ def test_the_pidfd_copy_closes_with_the_pipe_and_stays_out_of_other_children(spa
     first.close()
     second.close()
     assert _pidfds() == before - 1  # the registry closed its own at the reaps, close() the copies
+
+
+def test_the_watch_gives_way_to_later_settings_and_claims(spawn):
+    """Once a blocking read made the watch, a time-out, non-blocking mode or a claim set later
+    still rules every read."""
+    p = spawn(lambda proc: proc.write(b"hi") and proc.read(timeout=WAIT) and None, pipe="dgram")
+    p.start()
+    with deadline():
+        assert p.read() == b"hi"
+        p.set_timeout(0.1)
+        with pytest.raises(TimeoutError, match="no data arrived in the pipe within 0.1 s"):
+            p.read()
+        p.set_timeout(None)
+        p.set_blocking(False)
+        with pytest.raises(BlockingIOError, match="no data in the pipe yet"):
+            p.read()
+        p.set_blocking(True)
+        p.claim_reader("the pipe is read by a test")
+        with pytest.raises(ProcessStateError, match="the pipe is read by a test"):
+            p.read()
+        p.write(b"bye")
+    assert p.join(timeout=WAIT).code == 0
