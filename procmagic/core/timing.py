@@ -20,6 +20,8 @@ def seconds(value: Any, what: str = "timeout") -> float | None:
     """Validate a time-out in seconds: a real number >= 0, or None (wait forever)."""
     if value is None:
         return None
+    if (type(value) is float or type(value) is int) and value >= 0:  # (NaN is not >= 0)
+        return float(value)  # the common case, without the ABC check (~0.3 us)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{what} must be a number of seconds or None, not {value!r}")
     if math.isnan(value) or value < 0:
