@@ -262,6 +262,43 @@ class ExitWatch:
                 return b""  # the child has exited and nothing is left: a descendant holds its end
             # Another reader took the data first: wait again.
 
+    def read_within(self, size: int, timeout: float) -> bytes:
+        """:meth:`read` bounded by ``timeout`` seconds: TimeoutError past it, as ``recv`` says."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        if self.polls_ahead:
+            self.polls_ahead -= 1
+        else:
+            data = self._take(size)
+            if data is not None:
+                return data
+            self.polls_ahead = _RETRY
+        while True:
+            ms = timing.poll_ms(deadline)
+            try:
+                ready = self.poll(ms)
+            except RuntimeError:  # another thread waits on this poll object now: a poll of our own
+                ready = self._poller().poll(ms)
+            data = self._take(size)
+            if data is not None:
+                return data
+            if any(fd == self.pidfd for fd, _ in ready):
+                return b""  # the child has exited and nothing is left
+            if not ready and (ms == 0 or time.monotonic() >= deadline):
+                raise TimeoutError(f"no data arrived in the pipe within {timeout} s")
+
+    def _take(self, size: int) -> bytes | None:
+        """What the pipe holds now (b"" at end of file), or None when it is empty."""
+        try:
+            if self.message:
+                whole = self._peek(_PEEK_BUFFER, 1, _PEEK_NOW)
+                if whole > size:
+                    raise too_big(whole, size)
+            return self._recv(size, _NOW)  # type: ignore[no-any-return]
+        except BlockingIOError:
+            return None
+        except ConnectionResetError:
+            return b""
+
     def __del__(self) -> None:
         fd = self.pidfd
         try:

@@ -104,7 +104,9 @@ class PipeMixin:
         """
         # The common case in a few checks: a blocking read of an int size with no time-out.
         # Anything else, and every error, goes to the general path (_read).
-        if timeout is None and type(size) is int and size > 0 and self._blocking and self._timeout is None:
+        if timeout is not None or self._timeout is not None:
+            return self._read_within(size, timeout)
+        if type(size) is int and size > 0 and self._blocking:
             sock = self._sock
             watch = self._exit_watch
             if (watch is not None and watch.sock is sock and watch.record is self._record
@@ -125,6 +127,21 @@ class PipeMixin:
                     watch = self._watch_exit(sock)
                     if watch is not None:
                         return watch.read(size if size < MAX_READ else MAX_READ)
+        return self._read(size, timeout)
+
+    def _read_within(self, size: Any, timeout: Any) -> bytes:
+        """read() with a time-out (given, or set_timeout()'s): through the running child's
+        ExitWatch when it can, like a read without one; else the general path."""
+        sock = self._sock
+        if (type(size) is int and size > 0 and self._blocking and sock is not None and not self._in_child
+                and self._reader_claim is None and sock.fileno() >= 0):
+            seconds = timing.seconds(timeout) if timeout is not None else self._timeout
+            if seconds is not None:
+                watch = self._exit_watch
+                if watch is None or watch.sock is not sock or watch.record is not self._record:
+                    watch = self._watch_exit(sock)
+                if watch is not None:
+                    return watch.read_within(size if size < MAX_READ else MAX_READ, seconds)
         return self._read(size, timeout)
 
     def _watch_exit(self, sock: socket.socket) -> "_pipe.ExitWatch | None":

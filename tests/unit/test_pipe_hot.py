@@ -165,3 +165,30 @@ def test_the_watch_gives_way_to_later_settings_and_claims(spawn):
             p.read()
         p.write(b"bye")
     assert p.join(timeout=WAIT).code == 0
+
+
+def test_timed_reads_take_the_same_path_with_the_same_promises(spawn):
+    def target(proc: Process) -> None:
+        proc.read(timeout=WAIT)  # "go"
+        proc.write(b"0123456789")
+        sleeper = subprocess.Popen(["sleep", str(int(WAIT * 3))], pass_fds=[proc.pipe])
+        proc.write(str(sleeper.pid))
+
+    p = spawn(target, pipe="dgram")
+    p.start()
+    with deadline():
+        with pytest.raises(TimeoutError, match=r"no data arrived in the pipe within 0.0 s"):
+            p.read(timeout=0)
+        with pytest.raises(TimeoutError, match=r"no data arrived in the pipe within 0.1 s"):
+            p.read(timeout=0.1)
+        p.write(b"go")
+        with pytest.raises(ValueError, match="the next message is 10 bytes, larger than size=4"):
+            p.read(4, timeout=WAIT)
+        assert p.read(10, timeout=WAIT) == b"0123456789"
+        grandchild = int(p.read(timeout=WAIT))
+        try:
+            assert p.read(timeout=WAIT) == b""  # the child's exit ends it, long before WAIT
+            assert not gone(grandchild)
+        finally:
+            os.kill(grandchild, 9)
+    assert p.join(timeout=WAIT).code == 0
