@@ -94,8 +94,12 @@ class Registry(LoopWatching):
         self._unclaimed: Deque[ExitStatus] = collections.deque(maxlen=self.HISTORY)
         self._listeners: list[Listener] = []
         # Every child by id while anything else keeps its Process alive (a spawn record, a user
-        # variable): lookups by id or name, without extending any Process's life.
-        self._known: "weakref.WeakValueDictionary[int, Process]" = weakref.WeakValueDictionary()
+        # variable): lookups by id or name, without extending any Process's life. Plain weak
+        # references, dropped once dead by known() and when the dict doubles: a
+        # WeakValueDictionary builds a KeyedRef in Python at every store (~25 copy-on-write
+        # faults per spawn).
+        self._known: "dict[int, weakref.ref[Process]]" = {}
+        self._known_prune_at = 64
         self._watches: list[_Watch] = []
         # Process groups of reaped children that still have members (a grandchild started in
         # the background): stopped by the ladder with their spawn, at shutdown, or by the
@@ -134,8 +138,8 @@ class Registry(LoopWatching):
 
     def known(self) -> list["Process"]:
         """Live children and reaped ones still referenced somewhere, by id."""
-        known = dict(self._known.items())
-        return [known[k] for k in sorted(known)]
+        known = {k: ref() for k, ref in list(self._known.items())}
+        return [p for p in (known[k] for k in sorted(known)) if p is not None]
 
     def find(self, key: int | str) -> "Process | list[Process]":
         """A child by id (int or digits) or by name; a name shared by workers ("job" for "job/0",
@@ -161,7 +165,13 @@ class Registry(LoopWatching):
     def add(self, record: ChildRecord) -> None:
         """Register a child the instant it is forked (signals still blocked: dict stores only)."""
         self._live[record.pid] = record
-        self._known[record.process.id] = record.process
+        proc = record.owner  # the Process itself until the reap
+        known = self._known
+        known[proc.id] = weakref.ref(proc)
+        if len(known) >= self._known_prune_at:
+            # Only forks store here (the main thread's): the dead go, a new dict replaces the old.
+            self._known = known = {k: ref for k, ref in known.items() if ref() is not None}
+            self._known_prune_at = max(64, 2 * len(known))
 
     def watch_record(self, record: ChildRecord) -> None:
         """Give every attached loop a reader on the new child's pidfd (or start polling)."""
@@ -337,7 +347,7 @@ class Registry(LoopWatching):
         # copy-on-write fault each, in every child (measured: ~100-700 faults, up to ~2 ms).
         _inherited.append((self._live, self._known, self._reaped, self._unclaimed))
         self._live = {}
-        self._known = weakref.WeakValueDictionary()
+        self._known = {}
         self._reaped = collections.deque(maxlen=self.HISTORY)
         self._unclaimed = collections.deque(maxlen=self.HISTORY)
         self._listeners.clear()

@@ -5,13 +5,16 @@ plain weak references by id."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from typing import Any, Callable
 
 import pytest
 
+import procmagic
 from procmagic import ForkRefused, Process
 from procmagic.core import guard
+from procmagic.core.reaper import registry
 
 from .helpers import WAIT
 
@@ -62,3 +65,23 @@ def test_a_renamed_main_thread_is_the_caller_the_verdict_names():
     finally:
         main.name = name
     assert guard.check().caller == name
+
+
+# -- the registry of children by id ------------------------------------------------------------
+def test_procs_keeps_referenced_children_and_forgets_dropped_ones(spawn, fresh_wait):
+    kept = spawn(noop, pipe=None)
+    kept.start()
+    kept.join(timeout=WAIT)
+    dropped = []
+    for _ in range(150):  # past the point where the registry drops dead references (64, doubling)
+        p = Process(noop, pipe=None)
+        p.start()
+        p.join(timeout=WAIT)
+        dropped.append(p.id)
+        del p
+    gc.collect()
+    ids = [p.id for p in procmagic.procs()]
+    assert kept.id in ids
+    assert not set(dropped) & set(ids)
+    assert procmagic.get(kept.id) is kept
+    assert len(registry._known) < 150  # the dead were dropped, not kept as empty references
