@@ -46,6 +46,8 @@ __all__ = ["Registry", "registry", "wait", "watch", "pidfd_supported", "children
 Listener = Callable[[str, "Process", "ExitStatus | None"], None]
 
 _pidfd_ok: bool | None = None
+_P_PIDFD: int | None = getattr(os, "P_PIDFD", None)  # waitid() on a pidfd: Linux 5.4+
+_EXITED_NOWAIT = os.WEXITED | os.WNOWAIT
 
 
 def pidfd_supported() -> bool:
@@ -204,6 +206,21 @@ class Registry(LoopWatching):
     def reap(self, proc: "Process | ChildRecord", timeout: float | None = None) -> ExitStatus | None:
         """Wait up to ``timeout`` seconds (None: forever) for ``proc``'s child and reap it."""
         record = _record_of(proc)
+        if timeout is None and _P_PIDFD is not None and record.status is None:
+            # No time-out: one blocking waitid on the pidfd that leaves the child waitable
+            # (WNOWAIT), then the reap under the lock as always. No poll object, no deadline
+            # arithmetic and one wait4 fewer than the loop below (a child ending while another
+            # thread reaps it ends the waitid with ECHILD; poll() then returns its status).
+            pidfd = self.hold(record)
+            if pidfd is not None:
+                try:
+                    os.waitid(_P_PIDFD, pidfd, _EXITED_NOWAIT)
+                except ChildProcessError:
+                    pass
+                except OSError:  # a kernel without P_PIDFD waitid (5.3): the loop below
+                    pass
+                finally:
+                    self.release(record)
         status = self.poll(record)
         if status is not None or timeout == 0:
             return status

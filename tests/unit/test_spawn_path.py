@@ -6,17 +6,18 @@ plain weak references by id."""
 from __future__ import annotations
 
 import gc
+import os
 import threading
 from typing import Any, Callable
 
 import pytest
 
 import procmagic
-from procmagic import ForkRefused, Process
+from procmagic import ExitStatus, ForkRefused, Process
 from procmagic.core import guard
 from procmagic.core.reaper import registry
 
-from .helpers import WAIT
+from .helpers import WAIT, wait_until
 
 
 def noop(proc: Process) -> None:
@@ -65,6 +66,55 @@ def test_a_renamed_main_thread_is_the_caller_the_verdict_names():
     finally:
         main.name = name
     assert guard.check().caller == name
+
+
+# -- join --------------------------------------------------------------------------------------
+def test_join_without_a_timeout_returns_the_status_another_thread_reaped(spawn, fresh_wait):
+    gate_r, gate_w = os.pipe()
+
+    def gated(proc: Process) -> None:
+        os.close(gate_w)
+        os.read(gate_r, 1)
+
+    p = spawn(gated, pipe=None)
+    heard: list[ExitStatus] = []
+    p.add_done_callback(heard.append)
+    p.start()
+    os.close(gate_r)
+    joined: list[ExitStatus] = []
+    joiner = threading.Thread(target=lambda: joined.append(p.join()), daemon=True)
+    joiner.start()  # blocks in join() until the child ends
+    os.close(gate_w)  # the child ends; this thread races the joiner to reap it
+    wait_until(lambda: registry.reap_ready() or p.exitstatus is not None, what="the reap")
+    joiner.join(WAIT)
+    assert not joiner.is_alive()
+    assert joined == [p.exitstatus] and joined[0].ok
+    assert heard == joined  # recorded once, heard once
+
+
+def test_join_without_a_timeout_of_a_child_reaped_outside_procmagic_returns(spawn, fresh_wait):
+    p = spawn(noop, pipe=None)
+    pid = p.start()
+    os.waitpid(pid, 0)  # another library's waitpid takes the status first
+    status = in_thread(p.join)
+    assert status.how == "status unknown (reaped outside procmagic)"
+
+
+def test_join_without_a_timeout_waits_for_a_child_that_is_still_running(spawn):
+    def slow(proc: Process) -> int:
+        proc.read()  # until the parent writes
+        return 7
+
+    p = spawn(slow, pipe="stream")
+    p.start()
+    joined: list[ExitStatus] = []
+    joiner = threading.Thread(target=lambda: joined.append(p.join()), daemon=True)
+    joiner.start()
+    joiner.join(0.2)
+    assert joiner.is_alive() and not joined  # still waiting: the child has not ended
+    p.write(b"go")
+    joiner.join(WAIT)
+    assert [s.code for s in joined] == [7]
 
 
 # -- the registry of children by id ------------------------------------------------------------
