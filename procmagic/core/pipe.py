@@ -327,13 +327,15 @@ def too_big(whole: int, size: int) -> ValueError:
 def _close_watch_fds_in_child() -> None:
     # A child does not watch its siblings: close the copies, and forget them, so the objects
     # (inherited as they were) never close those numbers again once something else has them.
-    global _watch_fds
+    # Nothing to do, nothing touched: every page a child writes is a copy-on-write fault.
+    if not _watch_fds:
+        return
     for fd in _watch_fds:
         try:
             os.close(fd)
         except OSError:
             pass
-    _watch_fds = {}
+    _watch_fds.clear()
 
 
 os.register_at_fork(after_in_child=_close_watch_fds_in_child)
