@@ -352,7 +352,8 @@ def report_ping_pong(args: argparse.Namespace) -> None:
             figure(f"pipe ping-pong {kind} {size} B (cpu)", our_cpu * 1e6, raw_cpu * 1e6, "us",
                    target=1.1, better="lower", baseline_name="raw socketpair")
             figure(f"pipe ping-pong {kind} {size} B (cpu) vs floor", our_cpu * 1e6, floor_cpu * 1e6, "us",
-                   target=1.1, better="lower", baseline_name="floor: poll [socket, pidfd] + recv",
+                   target=1.1, better="lower",
+                   baseline_name=f"floor: poll [socket, pidfd]{' + length peek' if kind == 'dgram' else ''} + recv",
                    note="the floor is a raw socketpair doing only the system calls procmagic's read guarantees need")
 
 
