@@ -208,14 +208,15 @@ class ExitWatch:
 
     __slots__ = ("record", "sock", "message", "pidfd", "poll", "polls_ahead", "_recv", "_peek")
 
-    def __init__(self, record: Any, sock: socket.socket, pidfd: int, message: bool) -> None:
+    def __init__(self, record: Any, sock: socket.socket, pidfd: int | None, message: bool) -> None:
         self.record = record  # whose child: a new start() needs a new watch
         self.sock = sock
         self.message = message
-        self.pidfd = -1
-        fd = os.dup(pidfd)  # the caller holds the registry's pidfd while we copy it
-        self.pidfd = fd
-        _watch_fds[fd] = id(self)
+        self.pidfd = -1  # without a pidfd (the child's own timed reads), only the pipe is watched
+        if pidfd is not None:
+            fd = os.dup(pidfd)  # the caller holds the registry's pidfd while we copy it
+            self.pidfd = fd
+            _watch_fds[fd] = id(self)
         self.poll = self._poller().poll
         self.polls_ahead = 0  # reads left that poll before trying to receive
         self._recv = sock.recv
@@ -224,7 +225,8 @@ class ExitWatch:
     def _poller(self) -> Any:
         poller = select.poll()
         poller.register(self.sock.fileno(), select.POLLIN)
-        poller.register(self.pidfd, select.POLLIN)
+        if self.pidfd >= 0:
+            poller.register(self.pidfd, select.POLLIN)
         return poller
 
     def read(self, size: int) -> bytes:

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 __all__ = ["PipeMixin", "QueueMixin"]
 
+# The record of the child's own timed-read watch: never a ChildRecord, so reads without a
+# time-out in the child (one blocking receive, no poll) never take that watch for theirs.
+_CHILD_SIDE: Any = object()
+
 
 class PipeMixin:
     """The socketpair between parent and child: each side holds its own end."""
@@ -133,13 +137,17 @@ class PipeMixin:
         """read() with a time-out (given, or set_timeout()'s): through the running child's
         ExitWatch when it can, like a read without one; else the general path."""
         sock = self._sock
-        if (type(size) is int and size > 0 and self._blocking and sock is not None and not self._in_child
-                and self._reader_claim is None and sock.fileno() >= 0):
+        if (type(size) is int and size > 0 and self._blocking and sock is not None
+                and (self._reader_claim is None or self._in_child) and sock.fileno() >= 0):
             seconds = timing.seconds(timeout) if timeout is not None else self._timeout
             if seconds is not None:
                 watch = self._exit_watch
-                if watch is None or watch.sock is not sock or watch.record is not self._record:
-                    watch = self._watch_exit(sock)
+                record = _CHILD_SIDE if self._in_child else self._record
+                if watch is None or watch.sock is not sock or watch.record is not record:
+                    if self._in_child:  # the child's own end: only the pipe to watch
+                        watch = self._exit_watch = _pipe.ExitWatch(_CHILD_SIDE, sock, None, self._kind == "dgram")
+                    else:
+                        watch = self._watch_exit(sock)
                 if watch is not None:
                     return watch.read_within(size if size < MAX_READ else MAX_READ, seconds)
         return self._read(size, timeout)

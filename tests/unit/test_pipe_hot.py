@@ -192,3 +192,30 @@ def test_timed_reads_take_the_same_path_with_the_same_promises(spawn):
         finally:
             os.kill(grandchild, 9)
     assert p.join(timeout=WAIT).code == 0
+
+
+def test_the_childs_timed_reads_keep_the_same_promises(spawn):
+    def target(proc: Process) -> int:
+        try:
+            proc.read(timeout=0.1)
+        except TimeoutError as exc:
+            proc.write(str(exc))
+        try:
+            proc.read(4, timeout=WAIT)
+        except ValueError as exc:
+            proc.write(str(exc))
+        proc.write(proc.read(10, timeout=WAIT))  # the message, whole
+        proc.write(proc.read())  # a read without a time-out after the timed ones
+        return 7 if proc.read(timeout=WAIT) == b"" else 1  # end of file once the parent closes
+
+    p = spawn(target, pipe="dgram")
+    p.start()
+    with deadline():
+        assert p.read() == b"no data arrived in the pipe within 0.1 s"
+        p.write(b"0123456789")
+        assert p.read().startswith(b"the next message is 10 bytes, larger than size=4")
+        assert p.read() == b"0123456789"
+        p.write(b"plain")
+        assert p.read() == b"plain"
+        p.close()
+    assert p.join(timeout=WAIT).code == 7
