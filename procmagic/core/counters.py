@@ -36,6 +36,8 @@ EXITED_NS = len(FIELDS)
 #: child that set it: a listing costs ~40 copy-on-write faults and a few system calls per reap.
 MADE_QUEUE = len(FIELDS) + 1
 _SLOT = len(FIELDS) + 2
+_N_FIELDS = len(FIELDS)
+_ZEROS = memoryview(bytes(_SLOT * 8)).cast("Q")
 _SLOTS_PER_BLOCK = 1024
 
 
@@ -60,7 +62,13 @@ class Counters:
 
     def snapshot(self) -> dict[str, int]:
         base = self._base
-        return {name: int(self._view[base + i]) for i, name in enumerate(FIELDS)}
+        return dict(zip(FIELDS, self._view[base:base + _N_FIELDS].tolist()))
+
+    def final(self) -> tuple[dict[str, int], bool]:
+        """At the reap, before the slot is released: the counts, and whether the child may
+        have made a queue (:data:`MADE_QUEUE`)."""
+        base = self._base
+        return dict(zip(FIELDS, self._view[base:base + _N_FIELDS].tolist())), bool(self._view[base + MADE_QUEUE])
 
     def mark_exit(self) -> None:
         """In the child, as it ends: record the time (CLOCK_MONOTONIC, shared by all processes)."""
@@ -106,9 +114,9 @@ def allocate() -> Counters:
         _blocks.append(block)
     index = block.free.pop()
     block.in_use[index] = 1
-    counters = Counters(block.view, index * _SLOT, block, index)
-    counters.clear()
-    return counters
+    base = index * _SLOT
+    block.view[base:base + _SLOT] = _ZEROS  # zeroed (a reused slot keeps its last child's numbers)
+    return Counters(block.view, base, block, index)
 
 
 def release(counters: Counters) -> None:

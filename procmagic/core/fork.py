@@ -27,7 +27,6 @@ every step deterministically.
 from __future__ import annotations
 
 import _signal as _csignal
-import contextlib
 import os
 import sys
 import time
@@ -50,7 +49,6 @@ __all__ = ["fork_child", "close_in_children", "set_fault_hook", "POINTS"]
 POINTS = ("blocked", "forked", "registered", "unblocked")
 _ALL_SIGNALS = _csignal.valid_signals()
 _FORK_WARNS = sys.version_info >= (3, 12)  # os.fork() warns about threads from 3.12 on
-_NO_FILTERS = contextlib.nullcontext()
 _fault_hook: Callable[[str], Any] | None = None
 
 
@@ -58,11 +56,6 @@ def set_fault_hook(hook: Callable[[str], Any] | None) -> None:
     """Tests only: call ``hook(point)`` at each of :data:`POINTS` in the parent (None removes it)."""
     global _fault_hook
     _fault_hook = hook
-
-
-def _point(name: str) -> None:
-    if _fault_hook is not None:
-        _fault_hook(name)
 
 
 def fork_child(proc: "Process", warning: Warning | None = None) -> ChildRecord:
@@ -87,26 +80,41 @@ def fork_child(proc: "Process", warning: Warning | None = None) -> ChildRecord:
     record: ChildRecord | None = None
     started = 0.0
     try:
-        # Before 3.12 os.fork() never warns: no need to copy and restore the warning filters
-        # (which also resets every module's warning registry) at each fork.
-        with warnings.catch_warnings() if warning is not None or _FORK_WARNS else _NO_FILTERS:
-            if warning is not None:
-                warnings.simplefilter("always", DeprecationWarning)
-                warnings.warn(warning, stacklevel=3)
-            elif _FORK_WARNS:
-                warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks",
-                                        category=DeprecationWarning)
+        # The same steps twice: the fork returns into this frame either way, so that ``pid``
+        # is set here before any handler can run (a helper's return value could be lost to an
+        # interrupt). Before 3.12 os.fork() never warns: no warning filters to copy and restore
+        # (which also resets every module's warning registry), not even a null context manager
+        # (two Python calls, each a page written after the previous fork).
+        if warning is None and not _FORK_WARNS:
             # Blocked until the child has its own handlers (child.py unblocks them) and until
             # the parent has registered it.
             _csignal.pthread_sigmask(_csignal.SIG_BLOCK, _ALL_SIGNALS)
-            _point("blocked")
+            if _fault_hook is not None:
+                _fault_hook("blocked")
             started = time.monotonic()
             pid = os.fork()
             if pid == 0:
                 _trampoline(proc, parent_pid, err_r, err_w)
-            _point("forked")
-            record = _register(proc, pid, started, err_r)
-            _point("registered")
+        else:
+            with warnings.catch_warnings():
+                if warning is not None:
+                    warnings.simplefilter("always", DeprecationWarning)
+                    warnings.warn(warning, stacklevel=3)
+                else:
+                    warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks",
+                                            category=DeprecationWarning)
+                _csignal.pthread_sigmask(_csignal.SIG_BLOCK, _ALL_SIGNALS)
+                if _fault_hook is not None:
+                    _fault_hook("blocked")
+                started = time.monotonic()
+                pid = os.fork()
+                if pid == 0:
+                    _trampoline(proc, parent_pid, err_r, err_w)
+        if _fault_hook is not None:
+            _fault_hook("forked")
+        record = _register(proc, pid, started, err_r)
+        if _fault_hook is not None:
+            _fault_hook("registered")
     except OSError as exc:
         if pid > 0:  # an error after the fork: the child exists, so it is registered all the same
             if record is None:
@@ -127,16 +135,17 @@ def fork_child(proc: "Process", warning: Warning | None = None) -> ChildRecord:
             try:
                 _csignal.pthread_sigmask(_csignal.SIG_SETMASK, old_mask)  # pending signals arrive here
             finally:
-                if record is not None:
+                if record is not None and registry._listeners:
                     registry.announce(record)
-    _point("unblocked")
+    if _fault_hook is not None:
+        _fault_hook("unblocked")
     assert record is not None  # pid > 0 here: registered in the try or in an except clause
     return record
 
 
 def _register(proc: "Process", pid: int, started: float, err_r: int) -> ChildRecord:
     """The parent's first steps after the fork: record, register, release the child's ends."""
-    record = ChildRecord(owner=proc, pid=pid, started_at=started, errpipe=err_r, pgid=pid)
+    record = ChildRecord(proc, pid, started, err_r, None, pid)  # owner, pid, started_at, errpipe, pidfd, pgid
     registry.add(record)
     _watcher.track(pid)  # its group is stopped by the watcher if this process dies
     proc._attach_record(record)
@@ -145,7 +154,8 @@ def _register(proc: "Process", pid: int, started: float, err_r: int) -> ChildRec
     except OSError:
         pass
     record.pidfd = open_pidfd(pid)
-    registry.watch_record(record)
+    if registry._watches:
+        registry.watch_record(record)
     return record
 
 

@@ -175,14 +175,18 @@ class LoopWatching:
             self.release(record)
 
     def _unwatch_record(self, record: ChildRecord) -> None:
-        for w in list(self._watches):
+        for w in list(self._watches) if self._watches else ():
             if record in w.readers and not w.call(self._remove_reader, w, record):
                 w.readers.discard(record)
                 self.release(record)
         with self._lock:
-            if record.holds == 0:
-                _close(record.pidfd)
+            fd = record.pidfd
+            if record.holds == 0 and fd is not None:
                 record.pidfd = None
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     def _start_polling(self, w: _Watch) -> None:
         if w.poll_handle is None and w in self._watches:

@@ -25,6 +25,7 @@ import contextlib
 import os
 import signal as _signal
 import socket
+import _socket
 from typing import Any, Callable, Iterator, Mapping
 
 from . import child as _child
@@ -35,7 +36,7 @@ from . import pipe as _pipe
 from . import timing
 from .errors import ProcessStateError
 from .fork import fork_child
-from .process_child import ChildSideMixin, all_processes
+from .process_child import ChildSideMixin, add_process
 from .process_io import PipeMixin, QueueMixin
 from .process_sched import ProcessName, SchedulingMixin, next_id, preload_title
 from .record import ChildRecord, DoneCallback
@@ -44,6 +45,10 @@ from .signals import SignalLike, child_handlers, signal_number
 from .status import ExitStatus
 
 __all__ = ["Process", "ProcessName", "ForkWarning"]
+
+#: The C close of a socket: our own end of a pipe, dropped at once (never made into a file),
+#: needs none of ``socket.close``'s two Python calls.
+_close_socket = _socket.socket.close
 
 
 class ForkWarning(RuntimeWarning):
@@ -79,12 +84,12 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
         if child_setup is not None and not callable(child_setup):
             raise TypeError(f"child_setup must be callable (it runs in the child as child_setup(process)) or None, "
                             f"not {child_setup!r}")
-        kind = _pipe.pipe_kind(pipe)
+        kind = pipe if pipe == "dgram" or pipe == "stream" else _pipe.pipe_kind(pipe)
         if redirect:
             kind = "stream"  # as swoole does: stdio is a byte stream
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise ValueError(f"name must be a non-empty str, not {name!r}")
-        self._signals = child_handlers(signals)
+        self._signals = child_handlers(signals) if signals is not None else {}
         self._target = target
         self._child_setup = child_setup
         self._redirect = redirect
@@ -94,7 +99,8 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
         self._sock: socket.socket | None = None
         self._child_sock: socket.socket | None = None
         self._child_ends: list[socket.socket] = []  # give_to_child(): kept by the child only
-        self._make_pipe()
+        if kind is not None:
+            self._sock, self._child_sock = _pipe.make_pair(kind)
         self._record: ChildRecord | None = None
         self._done_callbacks: list[DoneCallback] = []  # added before start(): the next run's
         self._parent_pid = os.getpid()
@@ -111,7 +117,7 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
         self.worker: int | None = None  # the worker index with %%spawn -n / Pool
         self._inherited_streams: tuple[Any, Any, Any] = (None, None, None)  # the child's, before rebinding
         self._reader_claim: str | None = None  # claim_reader(): procmagic itself reads the pipe
-        all_processes.add(self)
+        add_process(self)
 
     # -- identity ------------------------------------------------------------------------------
     @property
@@ -261,15 +267,16 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
                     "join() or kill() it first, or create a new Process"
                 )
             self._reset_for_restart()
+            add_process(self)  # again: its new pipe is for this run's child only
         census = _guard.check(force)
-        registry.reap_ready()
+        if registry._live or registry._leftovers:
+            registry.reap_ready()
         if self._name:
             preload_title()  # importing setproctitle in every child costs ~1.5 ms each
         _child.flush_std()  # or the child prints the parent's pending text again
-        all_processes.add(self)  # again after a restart: its new pipe is for this run's child only
         self._counters = _counters.allocate()
         try:
-            record = fork_child(self, None if census.ok else ForkWarning(census.forced()))
+            record = fork_child(self, None if not census.threads or census.ok else ForkWarning(census.forced()))
         except BaseException:
             if self._record is None:  # nothing was forked
                 _counters.release(self._counters)
@@ -286,13 +293,20 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
         self._close_child_ends()
 
     def _close_child_ends(self) -> None:
-        ends = ([self._child_sock] if self._child_sock is not None else []) + self._child_ends
-        self._child_sock, self._child_ends = None, []
-        for sock in ends:
+        sock = self._child_sock
+        if sock is not None:
+            self._child_sock = None
             try:
-                sock.close()
+                _close_socket(sock)
             except OSError:
                 pass
+        if self._child_ends:
+            ends, self._child_ends = self._child_ends, []
+            for sock in ends:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
 
     def _reset_for_restart(self) -> None:
         self._record = None
@@ -316,8 +330,8 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
         """The registry reaped this run's child (any thread): keep the final counters."""
         slot = self._counters
         if slot is not None and record is self._record:
-            record.made_queue = slot.made_queue()  # before the slot is given back
-            self._final_counts = slot.snapshot()
+            # before the slot is given back: the counts, and whether the child made a queue
+            self._final_counts, record.made_queue = slot.final()
             self._counters = None
             _counters.release(slot)
         if record is self._record:
@@ -356,7 +370,7 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
         self._require_parent("join")
         record = self._record
         assert record is not None
-        seconds = timing.seconds(timeout)
+        seconds = timing.seconds(timeout) if timeout is not None else None
         status = registry.reap(record, seconds)
         if status is None:
             raise TimeoutError(

@@ -19,13 +19,20 @@ if TYPE_CHECKING:
     from .process import Process
     from .record import ChildRecord
 
-__all__ = ["ChildPlan", "ChildSideMixin", "all_processes"]
+__all__ = ["ChildPlan", "ChildSideMixin", "all_processes", "add_process"]
 
 #: The Process objects of this process that a new child must let go of (all but its own): every
 #: one until it is reaped with its pipe closed (``_forget_if_done``), then nothing of it is left
 #: to close. A kernel keeps a thousand finished ones for %procs; visiting each in every child cost
 #: that child ~1.5 ms of copy-on-write faults (185 instead of 33 in ``_become_child``).
-all_processes: "weakref.WeakSet[Process]" = weakref.WeakSet()
+#: Weak references whose callback drops them (``add_process``): a ``WeakSet`` does the same in
+#: Python, two calls per spawn more, each a page written after the previous fork.
+all_processes: "set[weakref.ref[Process]]" = set()
+_forget_ref = all_processes.discard
+
+
+def add_process(proc: "Process") -> None:
+    all_processes.add(weakref.ref(proc, _forget_ref))
 
 
 class ChildPlan(NamedTuple):
@@ -63,8 +70,9 @@ class ChildSideMixin:
             self._sock.close()
         self._sock, self._child_sock = self._child_sock, None
         self._child_ends = []  # kept open: they are this child's now
-        for other in list(all_processes):
-            if other is not self:
+        for ref in list(all_processes):
+            other = ref()
+            if other is not None and other is not self:
                 other._drop_inherited()
         if self._counters is not None:
             _counters.set_for_this_process(self._counters)
@@ -78,7 +86,7 @@ class ChildSideMixin:
         sock = self._sock
         if ((sock is None or sock.fileno() < 0) and self._child_sock is None and not self._child_ends
                 and (record is None or record.status is not None)):
-            all_processes.discard(self)  # type: ignore[arg-type]
+            all_processes.discard(weakref.ref(self))  # type: ignore[arg-type]
 
     def _drop_inherited(self) -> None:
         # Plain close() of this copy of the fds; never shutdown(), which would reach the parent's.

@@ -65,7 +65,7 @@ def pidfd_supported() -> bool:
 
 
 def open_pidfd(pid: int) -> int | None:
-    if not pidfd_supported():
+    if not (_pidfd_ok or _pidfd_ok is None and pidfd_supported()):
         return None
     try:
         return os.pidfd_open(pid)  # type: ignore[attr-defined,no-any-return]
@@ -183,12 +183,12 @@ class Registry(LoopWatching):
 
     def announce(self, record: ChildRecord) -> None:
         """Tell the listeners a child started (after the parent's signals are unblocked)."""
-        self._emit("started", record.process, None)
+        self._emit("started", record.owner, None)  # not yet reaped: owner is the Process
 
     # -- reaping -------------------------------------------------------------------------------
     def poll(self, proc: "Process | ChildRecord") -> ExitStatus | None:
         """Reap ``proc``'s child if it has exited (never blocks); its status, else None."""
-        record = _record_of(proc)
+        record = proc if type(proc) is ChildRecord else _record_of(proc)
         with self._lock:
             if record.status is not None:
                 return record.status
@@ -205,7 +205,7 @@ class Registry(LoopWatching):
 
     def reap(self, proc: "Process | ChildRecord", timeout: float | None = None) -> ExitStatus | None:
         """Wait up to ``timeout`` seconds (None: forever) for ``proc``'s child and reap it."""
-        record = _record_of(proc)
+        record = proc if type(proc) is ChildRecord else _record_of(proc)
         if timeout is None and _P_PIDFD is not None and record.status is None:
             # No time-out: one blocking waitid on the pidfd that leaves the child waitable
             # (WNOWAIT), then the reap under the lock as always. No poll object, no deadline
@@ -298,15 +298,15 @@ class Registry(LoopWatching):
 
     def _record_exit(self, record: ChildRecord, raw: int | None, rusage: object) -> ExitStatus:
         """Under the lock: the one place an exit is recorded."""
+        proc = record.process
         if record.exited_at is None:
             record.exited_at = time.monotonic()
-            marked = record.process._exit_mark()
+            marked = proc._exit_mark()
             if marked is not None and record.started_at <= marked < record.exited_at:
                 record.exited_at = marked  # reaped late: the child said when it really ended
-        exec_error = _read_exec_error(record)
-        proc = record.process
+        exec_error = _read_exec_error(record) if record.errpipe is not None else None
         wall = record.exited_at - record.started_at
-        name = proc.given_name
+        name = proc._name  # given_name, without a property call
         timed_out = record.stop_reason == "timeout"
         if raw is None:
             status = ExitStatus(pid=record.pid, id=proc.id, code=None, signal=None, wall_time=wall, name=name,
@@ -328,8 +328,9 @@ class Registry(LoopWatching):
             self._leftovers.add(record.pgid)
         else:
             _watcher.untrack(record.pgid)
-        record.process._on_reaped(record)
-        self._emit("reaped", record.process, status)
+        proc = record.process
+        proc._on_reaped(record)
+        self._emit("reaped", proc, status)
         callbacks, record.callbacks = record.callbacks, []
         for callback in callbacks:
             try:
@@ -340,7 +341,7 @@ class Registry(LoopWatching):
 
     def claim(self, proc: "Process | ChildRecord") -> None:
         """``join()`` reported this child: ``wait()`` must not report it again."""
-        record = _record_of(proc)
+        record = proc if type(proc) is ChildRecord else _record_of(proc)
         with self._lock:
             record.claimed = True
             if record.status is not None:
@@ -393,7 +394,10 @@ def _read_exec_error(record: ChildRecord) -> OSError | None:
     except OSError:
         data = b""
     finally:
-        _close(fd)
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     if not data:
         return None
     # "errno:path:strerror", as the child wrote it (see Process.exec)

@@ -117,13 +117,12 @@ def _read_all(fd: int, timeout: float) -> str:
         chunks.append(data)
 
 
-def _send(line: str) -> None:
-    global _write_fd
+def _send(line: bytes) -> None:
     fd = _write_fd
     if fd is None or _owner != os.getpid():
         return
     try:
-        os.write(fd, line.encode())
+        os.write(fd, line)
     except BlockingIOError:
         pass  # the watcher is stuck: this group goes unwatched rather than block a fork
     except OSError:  # nobody reads (the watcher died, or never started): the next ensure() retries
@@ -132,12 +131,12 @@ def _send(line: str) -> None:
 
 def track(pgid: int) -> None:
     """A child leading group ``pgid`` was forked (fork.py calls this, signals blocked)."""
-    _send(f"+{pgid}\n")
+    _send(b"+%d\n" % pgid)
 
 
 def untrack(pgid: int) -> None:
     """Group ``pgid`` is empty: the watcher forgets it (its id may be reused from now on)."""
-    _send(f"-{pgid}\n")
+    _send(b"-%d\n" % pgid)
 
 
 def _forget() -> None:

@@ -38,6 +38,18 @@ def exists(msqid: int) -> bool:
     return str(msqid) in table()
 
 
+def plant_record(directory: str, queue: sysv_ipc.MessageQueue, pid: int) -> str:
+    """A record naming live process ``pid`` as the owner of ``queue`` (as a stale record of an
+    earlier process with the same pid would): a listing at ``pid``'s reap would remove it."""
+    fields = table()[str(queue.id)]
+    path = os.path.join(directory, f"msq-{queue.id}-pid-{pid}.json")
+    with open(path, "w") as f:
+        json.dump({"version": 1, "msqid": queue.id, "key": int(fields["key"]), "uid": int(fields["cuid"]),
+                   "ctime": int(fields["ctime"]), "owner_pid": pid, "owner_start": runtime.start_ticks(pid),
+                   "created": time.time()}, f)
+    return path
+
+
 def test_a_child_killed_after_making_a_queue_has_it_removed_at_the_reap(spawn):
     def child(proc: Process) -> None:
         queue = proc.use_queue()
@@ -87,15 +99,42 @@ def test_the_records_are_not_listed_at_the_reap_of_a_child_that_made_no_queue(sp
     proc.start()
     queue = sysv_ipc.MessageQueue(None, sysv_ipc.IPC_CREX, 0o600)
     try:
-        fields = table()[str(queue.id)]
-        path = os.path.join(queue_records, f"msq-{queue.id}-pid-{proc.pid}.json")
-        with open(path, "w") as f:
-            json.dump({"version": 1, "msqid": queue.id, "key": int(fields["key"]), "uid": int(fields["cuid"]),
-                       "ctime": int(fields["ctime"]), "owner_pid": proc.pid,
-                       "owner_start": runtime.start_ticks(proc.pid), "created": time.time()}, f)
+        path = plant_record(queue_records, queue, proc.pid)
         proc.write(b"go")
         assert proc.join(timeout=WAIT).ok
         assert exists(queue.id)
         assert os.path.exists(path)
+    finally:
+        queue.remove()
+
+
+def test_a_slot_reused_by_the_next_child_starts_without_the_last_ones_mark(spawn, queue_records):
+    # The first child makes a queue (its slot is marked) and is reaped; the next child gets the
+    # same slot back, zeroed: it made no queue, so a record planted under its pid is not looked
+    # up at its reap. And its counters start at zero, not at the first child's pushes.
+    def maker(proc: Process) -> None:
+        queue = proc.use_queue()
+        queue.push(b"x")
+        proc.write(str(queue.id))
+
+    first = spawn(maker)
+    first.start()
+    msqid = int(first.read(timeout=WAIT))
+    assert first.join(timeout=WAIT).ok
+    assert first.counters["pushes"] == 1
+    assert not exists(msqid)
+
+    def waiter(proc: Process) -> None:
+        proc.read()
+
+    second = spawn(waiter, pipe="stream")
+    second.start()
+    queue = sysv_ipc.MessageQueue(None, sysv_ipc.IPC_CREX, 0o600)
+    try:
+        assert second.counters["pushes"] == 0
+        plant_record(queue_records, queue, second.pid)
+        second.write(b"go")
+        assert second.join(timeout=WAIT).ok
+        assert exists(queue.id)
     finally:
         queue.remove()
