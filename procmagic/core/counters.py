@@ -78,9 +78,6 @@ class Counters:
         """In the child: it may have created and recorded a queue (see :data:`MADE_QUEUE`)."""
         self._view[self._base + MADE_QUEUE] = 1
 
-    def made_queue(self) -> bool:
-        return bool(self._view[self._base + MADE_QUEUE])
-
     def exited_at(self) -> float | None:
         """When the child marked its exit, in ``time.monotonic()`` seconds; None if it did not."""
         ns = int(self._view[self._base + EXITED_NS])

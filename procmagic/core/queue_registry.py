@@ -35,7 +35,7 @@ import sysv_ipc
 from . import counters as _counters
 from . import runtime
 from .runtime import start_ticks  # (a pid and its start time identify a process)
-from .reaper import registry as _reaper
+from .reaper import set_queue_cleanup
 
 __all__ = ["QueueInfo", "queues", "sweep_queues", "registry_dir", "proc_table", "Row", "record", "changed", "forget"]
 
@@ -360,20 +360,11 @@ def _remove_queues_of(pid: int) -> None:
         _unlink(path)
 
 
-def _on_reaper_event(event: str, proc: Any, status: Any) -> None:
-    if event == "reaped" and status is not None and status.pid:
-        # A child that never recorded a queue (its counters slot says so, read at the reap)
-        # has no record to look for; when unsure (no slot, a restarted Process), list them.
-        record = getattr(proc, "_record", None)
-        if record is not None and record.status is status and record.made_queue is False:
-            return
-        _remove_queues_of(status.pid)
-
-
 def _after_fork_in_child() -> None:
     _owned.clear()  # the parent's queues stay the parent's
-    _reaper.subscribe(_on_reaper_event)  # the reaper dropped its listeners at the fork
 
 
-_reaper.subscribe(_on_reaper_event)
+# The registry calls this at the reap of a child that may have made a queue: one whose counters
+# slot says it recorded one (or exec'd), or whose slot it could not read.
+set_queue_cleanup(_remove_queues_of)
 os.register_at_fork(after_in_child=_after_fork_in_child)

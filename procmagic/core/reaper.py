@@ -41,11 +41,15 @@ if TYPE_CHECKING:
     from .process import Process
 
 __all__ = ["Registry", "registry", "wait", "watch", "pidfd_supported", "children", "reaped", "procs", "get",
-           "group_alive", "open_pidfd"]
+           "group_alive", "open_pidfd", "set_queue_cleanup"]
 
 Listener = Callable[[str, "Process", "ExitStatus | None"], None]
 
 _pidfd_ok: bool | None = None
+#: ``fn(pid)``: remove the SysV queues a reaped child left (queue_registry sets it). A hook, not
+#: a listener: it is called only for a child that may have made one (``ChildRecord.made_queue``),
+#: so the reap of any other child calls nothing at all for queues.
+_queue_cleanup: Callable[[int], None] | None = None
 _P_PIDFD: int | None = getattr(os, "P_PIDFD", None)  # waitid() on a pidfd: Linux 5.4+
 _EXITED_NOWAIT = os.WEXITED | os.WNOWAIT
 
@@ -71,6 +75,11 @@ def open_pidfd(pid: int) -> int | None:
         return os.pidfd_open(pid)  # type: ignore[attr-defined,no-any-return]
     except OSError:
         return None
+
+
+def set_queue_cleanup(fn: Callable[[int], None] | None) -> None:
+    global _queue_cleanup
+    _queue_cleanup = fn
 
 
 def group_alive(pgid: int) -> bool:
@@ -329,8 +338,14 @@ class Registry(LoopWatching):
         else:
             _watcher.untrack(record.pgid)
         proc = record.process
-        proc._on_reaped(record)
-        self._emit("reaped", proc, status)
+        proc._on_reaped(record)  # reads the child's counters slot: made_queue, among others
+        if record.made_queue is not False and _queue_cleanup is not None and status.pid:
+            try:
+                _queue_cleanup(status.pid)
+            except Exception:  # a failed cleanup must not break reaping
+                traceback.print_exc(file=sys.__stderr__)
+        if self._listeners:
+            self._emit("reaped", proc, status)
         callbacks, record.callbacks = record.callbacks, []
         for callback in callbacks:
             try:

@@ -138,3 +138,27 @@ def test_a_slot_reused_by_the_next_child_starts_without_the_last_ones_mark(spawn
         assert exists(queue.id)
     finally:
         queue.remove()
+
+
+def test_a_child_reaping_its_own_child_removes_the_queue_that_one_made(spawn):
+    # The cleanup hook is the registry's, inherited through the fork: a procmagic child that
+    # spawns and reaps children of its own cleans up after them as its parent does.
+    def grandchild(proc: Process) -> None:
+        queue = proc.use_queue()
+        proc.write(str(queue.id))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def child(proc: Process) -> None:
+        inner = Process(grandchild)
+        inner.start()
+        msqid = int(inner.read(timeout=WAIT))
+        status = inner.join(timeout=WAIT)
+        inner.close()
+        proc.write(f"{msqid} {status.signal == signal.SIGKILL} {exists(msqid)}")
+
+    proc = spawn(child)
+    proc.start()
+    msqid, killed, left = proc.read(timeout=WAIT).decode().split()
+    assert proc.join(timeout=WAIT).ok
+    assert (killed, left) == ("True", "False")
+    assert not exists(int(msqid))
