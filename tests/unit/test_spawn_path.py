@@ -68,6 +68,68 @@ def test_a_renamed_main_thread_is_the_caller_the_verdict_names():
     assert guard.check().caller == name
 
 
+class Idle(threading.Thread):
+    """A thread allowed by module prefix (this test module), as a kernel's own threads are."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        self.stop.wait(WAIT * 3)
+
+
+@pytest.fixture
+def allowed_thread() -> Any:
+    remove = guard.allow_threads(__name__, "this test's idle thread")
+    thread = Idle("pm-allowed")
+    thread.start()
+    yield thread, remove
+    remove()
+    thread.stop.set()
+    thread.join(WAIT)
+
+
+def test_a_passing_verdict_with_allowed_threads_expires_when_its_rule_goes(allowed_thread):
+    thread, remove = allowed_thread
+    first = guard.check()
+    assert first.ok and [t.name for t in first.threads] == ["pm-allowed"]
+    assert guard.check() == first  # reused while nothing it rests on moved
+    remove()
+    with pytest.raises(ForkRefused, match="pm-allowed"):
+        guard.check()
+
+
+def test_a_thread_started_after_a_passing_verdict_with_allowed_threads_is_refused(allowed_thread, spawn):
+    assert guard.check().ok
+    stop = threading.Event()
+    late = threading.Thread(target=stop.wait, args=(WAIT * 3,), name="pm-late2", daemon=True)
+    late.start()
+    try:
+        with pytest.raises(ForkRefused, match="pm-late2"):
+            spawn(noop, pipe=None).start()
+    finally:
+        stop.set()
+        late.join(WAIT)
+    assert guard.check().ok
+
+
+def test_a_predicate_rule_is_asked_again_at_every_check(allowed_thread):
+    answers = [True, False]
+    remove = guard.allow_threads(lambda t: t.name == "pm-judged" and answers.pop(0), "judged each time")
+    stop = threading.Event()
+    judged = threading.Thread(target=stop.wait, args=(WAIT * 3,), name="pm-judged", daemon=True)  # no module rule
+    judged.start()
+    try:
+        assert guard.check().ok
+        with pytest.raises(ForkRefused, match="pm-judged"):
+            guard.check()
+    finally:
+        remove()
+        stop.set()
+        judged.join(WAIT)
+
+
 # -- join --------------------------------------------------------------------------------------
 def test_join_without_a_timeout_returns_the_status_another_thread_reaped(spawn, fresh_wait):
     gate_r, gate_w = os.pipe()
