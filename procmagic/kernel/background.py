@@ -10,7 +10,7 @@ from typing import Any
 
 from ..core import ladder as core_ladder
 from ..core.process import Process
-from .router import BACKGROUND_BUDGET
+from . import router as _router
 from .spawn import Spawn
 
 __all__ = ["BackgroundDriver"]
@@ -28,7 +28,9 @@ class BackgroundDriver:
     def __init__(self, spawn: Spawn, loop: Any) -> None:
         self.spawn = spawn
         self.loop = loop
-        spawn.router.budget = BACKGROUND_BUDGET  # the IOPub thread carries the kernel's own messages too
+        spawn.router.budget = _router.BACKGROUND_BUDGET  # the IOPub thread carries the kernel's own messages too
+        spawn.router.tokens = _router.BACKGROUND_TOKENS  # and one rate of immediate messages for all of them
+        spawn.router.read_gap = _router.BACKGROUND_READ_GAP
         self.watched: set[int] = set()
         self.flush_handle: Any = None
         self.drain_handle: Any = None

@@ -37,7 +37,7 @@ from .channel import INPUT, MESSAGE, STDERR, STDOUT, BadFrame, FrameReader, deco
 from .labels import LineLabels
 from .spawn_log import SpawnLog
 
-__all__ = ["Router", "Source", "ReadBudget", "BACKGROUND_BUDGET", "roomy"]
+__all__ = ["Router", "Source", "ReadBudget", "TokenBucket", "BACKGROUND_BUDGET", "BACKGROUND_TOKENS", "BACKGROUND_READ_GAP", "roomy"]
 
 Publish = Callable[[str, dict[str, Any]], None]
 _READ = 256 * 1024
@@ -83,8 +83,35 @@ class ReadBudget:
         return max(0.0, (self._debt - self.slack) / self.share)
 
 
+class TokenBucket:
+    """How many messages may go out at once, the moment their text arrives: ``burst`` in a row,
+    refilled at ``rate`` a second. Text that finds no token waits for the next coalesced flush."""
+
+    def __init__(self, burst: int = 10, rate: float = 100.0) -> None:
+        self.burst = burst
+        self.rate = rate
+        self._tokens = float(burst)
+        self._at = 0.0
+
+    def take(self, now: float) -> bool:
+        self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
 #: Shared by every background router: they all read on the IOPub thread.
 BACKGROUND_BUDGET = ReadBudget()
+#: And they share one bucket of immediate messages: eight children printing a line every 10 ms
+#: each look sporadic (every line after a quiet spell), and with a bucket each they would
+#: publish 800 messages a second where one per child and ``interval`` carries the same text.
+BACKGROUND_TOKENS = TokenBucket(burst=20, rate=100.0)
+#: How long a background source whose text waits for a coalesced flush waits before its next
+#: read (at most until that flush is due): one large read per flush instead of one per line;
+#: the children write on meanwhile into their large socket buffers (``roomy``).
+BACKGROUND_READ_GAP = 0.05
 
 
 class Source:
@@ -132,11 +159,8 @@ class Router:
         self.chunk = chunk
         self.pause_above = pause_above
         self.quiet = quiet
-        self.burst = burst
-        self.rate = rate
         self.read_gap = read_gap
-        self._tokens = float(burst)
-        self._tokens_at = 0.0
+        self.tokens = TokenBucket(burst, rate)  # a driver may share one among its routers
         self.budget: ReadBudget | None = None  # set by a driver whose thread must stay responsive
         self.sources: dict[int, Source] = {}
         self._pending: dict[tuple[int | None, str], list[str]] = {}
@@ -237,16 +261,20 @@ class Router:
         """Seconds the driver may wait before reading ``fd`` again; 0: as soon as it is ready.
 
         While text is held for a coalesced flush anyway and the last read was small (a child
-        writing line by line), reading a little later takes many lines at once. Continuous
-        output also waits for the router's budget, when it has one."""
+        writing line by line), reading a little later takes many lines at once; that holds for
+        a source whose last line looked sporadic too, once it found no token and waits for the
+        flush like the rest. Continuous output also waits for the router's budget, when it has
+        one."""
         source = self.sources.get(fd)
-        if source is None or source.sporadic:
-            return 0.0  # after a quiet spell: the next line may go out at once
+        if source is None:
+            return 0.0
         now = time.monotonic()
         delay = 0.0
         if self._pending and self._flush_at is not None and source.last_read < _BIG_READ:
             delay = min(self.read_gap, self._flush_at - now)
-        if self.budget is not None:
+        elif source.sporadic:
+            return 0.0  # after a quiet spell, its line sent: the next one may go out at once
+        if self.budget is not None and not source.sporadic:
             delay = max(delay, self.budget.wait(now))
         source.deferred = delay > 0
         return max(0.0, delay)
@@ -278,18 +306,10 @@ class Router:
     def _maybe_flush(self, now: float, sporadic: bool) -> None:
         if self._pending_bytes >= self.chunk or now - self._last_flush >= self.interval:
             self.flush(now)
-        elif sporadic and self._pending and self._take_token(now):
+        elif sporadic and self._pending and self.tokens.take(now):
             self.flush(now)
         elif self._pending and self._flush_at is None:
             self._flush_at = self._last_flush + self.interval
-
-    def _take_token(self, now: float) -> bool:
-        self._tokens = min(float(self.burst), self._tokens + (now - self._tokens_at) * self.rate)
-        self._tokens_at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
 
     def due(self) -> float | None:
         """Monotonic time of the next flush the driver must call, or None."""
