@@ -48,7 +48,7 @@ from jupyter_client.manager import KernelManager
 MB = 1_000_000
 LINE = "x" * 99  # + "\n": 100-byte lines
 END = "<<END-OF-STREAM>>"
-FLOOR = "raw pipe -> IOPub floor"
+PIPE_FLOOR = "raw pipe -> IOPub floor"  # sections 2-4 (bench/kernel_floor.py)
 
 
 # -- the client --------------------------------------------------------------------------------
@@ -268,9 +268,9 @@ def stream_bodies(total: int, raw_lines_total: int) -> dict[str, tuple[str, int]
         out[f"{kind}: raw fork via ipykernel"] = (raw_fork(raw_body), raw_size)
         # the floors (bench/kernel_floor.py): a bare fork child, a plain socketpair, read on the
         # IOPub loop and published straight as 256 KiB stream messages
-        out[f"{kind}: {FLOOR} (line-buffered child)"] = (f"_kfloor.stream({body!r}, buffering=1)", size)
+        out[f"{kind}: {PIPE_FLOOR} (line-buffered child)"] = (f"_kfloor.stream({body!r}, buffering=1)", size)
         if kind == "lines":  # the same without the child's write per line
-            out[f"{kind}: {FLOOR} (block-buffered child)"] = (f"_kfloor.stream({body!r}, buffering=-1)", size)
+            out[f"{kind}: {PIPE_FLOOR} (block-buffered child)"] = (f"_kfloor.stream({body!r}, buffering=-1)", size)
     return out
 
 
@@ -305,7 +305,7 @@ def latency_bodies(n: int, interval: float) -> dict[str, str]:
         "%%spawn --bg": "%%spawn --bg\n" + plain,
         "%%spawn --bg --redirect": "%%spawn --bg --redirect\n" + plain,
         "raw fork via ipykernel (flush)": raw,
-        FLOOR: f"_kfloor.latency({plain!r})",
+        PIPE_FLOOR: f"_kfloor.latency({plain!r})",
         "kernel's own print": plain,
         "kernel's own print + flush": flushed,
     }
@@ -424,7 +424,7 @@ def bench_load(k: Kernel, rounds: int, settle: float, limit: float,
                 rate = out[f"{load}: 8 x %%spawn --bg"].chars_per_s
                 k.run(f"_kfloor.start_load({floor_body!r}, 8, {rate!r})")
                 try:
-                    out[f"{load}: 8 x {FLOOR}"] = round_trips(k, rounds, settle, limit)
+                    out[f"{load}: 8 x {PIPE_FLOOR}"] = round_trips(k, rounds, settle, limit)
                 finally:
                     k.run("_kfloor.stop_load()", timeout=60)
             else:
@@ -534,9 +534,9 @@ def main() -> None:
                 summary.append((f"streaming {kind}, --redirect / kernel print", f"{ratio:.2f}x", ">= 1x (aim 2x)", ratio >= 1.0))
                 figure(f"20 MB {kind} --redirect to the client", statistics.median(res[f"{kind}: %%spawn --redirect"][1]),
                        base, "MB/s", target=2.0, better="higher", baseline_name="kernel's own print")
-                floor = statistics.median(res[f"{kind}: {FLOOR} (line-buffered child)"][1])
+                floor = statistics.median(res[f"{kind}: {PIPE_FLOOR} (line-buffered child)"][1])
                 figure(f"20 MB {kind} --redirect to the client vs the floor", statistics.median(res[f"{kind}: %%spawn --redirect"][1]),
-                       floor, "MB/s", target=0.9, better="higher", baseline_name=FLOOR + " (line-buffered child)")
+                       floor, "MB/s", target=0.9, better="higher", baseline_name=PIPE_FLOOR + " (line-buffered child)")
                 figure(f"20 MB {kind}: the floor itself vs kernel's own print", floor, base, "MB/s", target=2.0,
                        better="higher", baseline_name="kernel's own print",
                        note="not procmagic: the raw path's own ratio, what the 2x target allows at best",
@@ -559,8 +559,8 @@ def main() -> None:
                 for q, bound in ((50, 1.0), (95, 2.0)):
                     figure(f"print-to-client p{q}, {name}", pct(lags[name], q) * 1e3, pct(raw_lags, q) * 1e3, "ms",
                            target=bound, better="lower", absolute=True, baseline_name="forked child via ipykernel")
-                figure(f"print-to-client p50, {name} vs the floor", pct(lags[name], 50) * 1e3, pct(lags[FLOOR], 50) * 1e3,
-                       "ms", target=1.1, better="lower", baseline_name=FLOOR)
+                figure(f"print-to-client p50, {name} vs the floor", pct(lags[name], 50) * 1e3, pct(lags[PIPE_FLOOR], 50) * 1e3,
+                       "ms", target=1.1, better="lower", baseline_name=PIPE_FLOOR)
             sys.stdout.flush()
 
         if "4" in args.only:
@@ -595,7 +595,7 @@ def main() -> None:
                         figure(f"execute round trip p95, 8 printing children ({load}) vs idle", pct(ours.samples, 95) * 1e3,
                                pct(res4["idle"].samples, 95) * 1e3, "ms", target=2.0, better="lower",
                                baseline_name="idle kernel")
-                floor = res4.get(f"{load}: 8 x {FLOOR}")
+                floor = res4.get(f"{load}: 8 x {PIPE_FLOOR}")
                 if ours and floor:
                     figure(f"execute round trip p95, 8 printing children ({load}) vs the floor", pct(ours.samples, 95) * 1e3,
                            pct(floor.samples, 95) * 1e3, "ms", target=1.1, better="lower",
