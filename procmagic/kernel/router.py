@@ -20,7 +20,11 @@ ends are given large socket buffers (``roomy``), so they do not block meanwhile.
 Background routers all read on one thread, the IOPub thread, which also carries every message
 the kernel itself sends. They share a ``ReadBudget``: reading continuous output may take a
 fixed share of that thread's time; past it, reads wait and flooding children block on their
-full pipes, so the kernel stays responsive whatever they print. Sporadic output is never held.
+full pipes, so the kernel stays responsive whatever they print. Sporadic output is never held
+by the budget. They also share one token bucket of immediate messages (``BACKGROUND_TOKENS``),
+and a source whose text waits for a coalesced flush is read again just before that flush
+(``BACKGROUND_READ_GAP``): eight children printing a line every 10 ms then cost one large read
+and one message per child and ``interval``, not one of each per line.
 
 Output past the cap goes only to the spawn's log (:mod:`procmagic.kernel.spawn_log`).
 """
