@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import mmap
 import os
+import sys
 import time
 
-__all__ = ["Counters", "FIELDS", "allocate", "release", "for_this_process", "set_for_this_process"]
+__all__ = ["Counters", "FIELDS", "allocate", "release", "for_this_process", "set_for_this_process", "decode", "marks"]
 
 FIELDS = (
     "pushes",
@@ -38,6 +39,9 @@ MADE_QUEUE = len(FIELDS) + 1
 _SLOT = len(FIELDS) + 2
 _N_FIELDS = len(FIELDS)
 _ZEROS = memoryview(bytes(_SLOT * 8)).cast("Q")
+_EXITED_BYTES = slice(EXITED_NS * 8, EXITED_NS * 8 + 8)
+_MADE_QUEUE_BYTES = slice(MADE_QUEUE * 8, MADE_QUEUE * 8 + 8)
+_ZERO_WORD = bytes(8)
 _SLOTS_PER_BLOCK = 1024
 
 
@@ -64,11 +68,15 @@ class Counters:
         base = self._base
         return dict(zip(FIELDS, self._view[base:base + _N_FIELDS].tolist()))
 
-    def final(self) -> tuple[dict[str, int], bool]:
-        """At the reap, before the slot is released: the counts, and whether the child may
-        have made a queue (:data:`MADE_QUEUE`)."""
-        base = self._base
-        return dict(zip(FIELDS, self._view[base:base + _N_FIELDS].tolist())), bool(self._view[base + MADE_QUEUE])
+    def raw(self) -> bytes:
+        """The whole slot as it is now, in one copy: what the parent keeps at the reap (read it
+        with :func:`decode` and :func:`marks`). Nothing is decoded at the reap itself: each
+        field name a dict of counts stores is an object touched, a page written after the fork."""
+        block = self._block
+        if block is None:
+            return self._view[self._base:self._base + _SLOT].tobytes()
+        start = self._base * 8
+        return block.map[start:start + _SLOT * 8]
 
     def mark_exit(self) -> None:
         """In the child, as it ends: record the time (CLOCK_MONOTONIC, shared by all processes)."""
@@ -99,6 +107,18 @@ class _Block:
 _blocks: list[_Block] = []
 _local = Counters(memoryview(bytearray(_SLOT * 8)).cast("Q"), 0, None, -1)
 _current = _local
+
+
+def decode(raw: bytes) -> dict[str, int]:
+    """The public counts in a slot copied by :meth:`Counters.raw`."""
+    return dict(zip(FIELDS, memoryview(raw).cast("Q")[:_N_FIELDS].tolist()))
+
+
+def marks(raw: bytes) -> tuple[float | None, bool]:
+    """(when the child marked its exit, in ``time.monotonic()`` seconds or None; whether it may
+    have made a queue) in a slot copied by :meth:`Counters.raw`."""
+    ns = int.from_bytes(raw[_EXITED_BYTES], sys.byteorder)
+    return (ns / 1e9 if ns else None), raw[_MADE_QUEUE_BYTES] != _ZERO_WORD
 
 
 def allocate() -> Counters:

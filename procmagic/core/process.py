@@ -110,7 +110,7 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
         self._timeout: float | None = None
         self._blocking = True
         self._counters: _counters.Counters | None = None
-        self._final_counts: dict[str, int] | None = None
+        self._final_counts: bytes | None = None  # the slot as reaped (counters.decode)
         self._affinity: list[int] | None = None
         self._priority: int | None = None
         self._queue: Any = None
@@ -179,7 +179,7 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
         """The child's traffic counters (queue pushes/pops, alarm ticks), read from shared memory."""
         final = self._final_counts
         if final is not None:
-            return dict(final)
+            return _counters.decode(final)
         slot = self._counters
         if slot is None:
             return {name: 0 for name in _counters.FIELDS}
@@ -187,7 +187,7 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
             return slot.snapshot()
         except Exception:  # released by a reap on another thread between two reads
             final = self._final_counts
-            return dict(final) if final is not None else {name: 0 for name in _counters.FIELDS}
+            return _counters.decode(final) if final is not None else {name: 0 for name in _counters.FIELDS}
 
     def __repr__(self) -> str:
         status = self.exitstatus
@@ -321,17 +321,25 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
         if self._kind is not None:
             self._sock, self._child_sock = _pipe.make_pair(self._kind)
 
-    def _exit_mark(self) -> float | None:
-        """When the child marked its own exit in its counters slot (see counters.EXITED_NS)."""
+    def _exit_mark(self, record: ChildRecord) -> float | None:
+        """At the reap (registry's lock held): copy this run's counters slot onto ``record``;
+        when the child marked its own exit there (see counters.EXITED_NS), None if it did not."""
         slot = self._counters
-        return slot.exited_at() if slot is not None else None
+        if slot is None or record is not self._record:
+            return None
+        raw = record.counts = slot.raw()
+        exited, record.made_queue = _counters.marks(raw)
+        return exited
 
     def _on_reaped(self, record: ChildRecord) -> None:
         """The registry reaped this run's child (any thread): keep the final counters."""
         slot = self._counters
         if slot is not None and record is self._record:
-            # before the slot is given back: the counts, and whether the child made a queue
-            self._final_counts, record.made_queue = slot.final()
+            raw = record.counts
+            if raw is None:  # not copied by _exit_mark: copy it now, before the slot goes back
+                raw = record.counts = slot.raw()
+                record.made_queue = _counters.marks(raw)[1]
+            self._final_counts = raw
             self._counters = None
             _counters.release(slot)
         if record is self._record:
@@ -371,13 +379,14 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
         record = self._record
         assert record is not None
         seconds = timing.seconds(timeout) if timeout is not None else None
-        status = registry.reap(record, seconds)
+        status = registry.reap(record, seconds, claim=True)
         if status is None:
             raise TimeoutError(
                 f"process {self.id} (pid {record.pid}) is still running after {seconds} s; "
                 "join() again, or kill() it"
             )
-        registry.claim(record)
+        if not record.claimed:  # reaped elsewhere (a loop, wait(), a sibling's start())
+            registry.claim(record)
         if status.exec_error is not None:
             err = status.exec_error
             err.exit_status = status  # type: ignore[attr-defined]

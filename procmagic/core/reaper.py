@@ -195,8 +195,10 @@ class Registry(LoopWatching):
         self._emit("started", record.owner, None)  # not yet reaped: owner is the Process
 
     # -- reaping -------------------------------------------------------------------------------
-    def poll(self, proc: "Process | ChildRecord") -> ExitStatus | None:
-        """Reap ``proc``'s child if it has exited (never blocks); its status, else None."""
+    def poll(self, proc: "Process | ChildRecord", *, claim: bool = False) -> ExitStatus | None:
+        """Reap ``proc``'s child if it has exited (never blocks); its status, else None.
+        ``claim``: the caller reports the status itself (``join()``), so ``wait()`` must not,
+        if this call is the one that reaps it."""
         record = proc if type(proc) is ChildRecord else _record_of(proc)
         with self._lock:
             if record.status is not None:
@@ -208,12 +210,16 @@ class Registry(LoopWatching):
                 pid, raw, rusage = record.pid, None, None
             if pid == 0:
                 return None
+            if claim:
+                record.claimed = True
             status = self._record_exit(record, raw, rusage)
         self._after_exit(record, status)
         return status
 
-    def reap(self, proc: "Process | ChildRecord", timeout: float | None = None) -> ExitStatus | None:
-        """Wait up to ``timeout`` seconds (None: forever) for ``proc``'s child and reap it."""
+    def reap(self, proc: "Process | ChildRecord", timeout: float | None = None, *,
+             claim: bool = False) -> ExitStatus | None:
+        """Wait up to ``timeout`` seconds (None: forever) for ``proc``'s child and reap it
+        (``claim`` as for :meth:`poll`)."""
         record = proc if type(proc) is ChildRecord else _record_of(proc)
         if timeout is None and _P_PIDFD is not None and record.status is None:
             # No time-out: one blocking waitid on the pidfd that leaves the child waitable
@@ -230,7 +236,7 @@ class Registry(LoopWatching):
                     pass
                 finally:
                     self.release(record)
-        status = self.poll(record)
+        status = self.poll(record, claim=claim)
         if status is not None or timeout == 0:
             return status
         deadline = timing.deadline_after(timeout)
@@ -241,12 +247,12 @@ class Registry(LoopWatching):
                 poller.register(pidfd, select.POLLIN)
                 while True:
                     poller.poll(timing.poll_ms(deadline))
-                    status = self.poll(record)
+                    status = self.poll(record, claim=claim)
                     if status is not None or (deadline is not None and time.monotonic() >= deadline):
                         return status
             delay = 0.0005
             while True:  # fallback without pidfd: poll with a growing pause
-                status = self.poll(record)
+                status = self.poll(record, claim=claim)
                 if status is not None:
                     return status
                 left = timing.remaining(deadline)
@@ -310,7 +316,7 @@ class Registry(LoopWatching):
         proc = record.process
         if record.exited_at is None:
             record.exited_at = time.monotonic()
-            marked = proc._exit_mark()
+            marked = proc._exit_mark(record)
             if marked is not None and record.started_at <= marked < record.exited_at:
                 record.exited_at = marked  # reaped late: the child said when it really ended
         exec_error = _read_exec_error(record) if record.errpipe is not None else None

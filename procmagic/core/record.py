@@ -44,6 +44,7 @@ class ChildRecord:
     stop_reason: str | None = None  # why it was stopped: "timeout", "interrupt", "kill", ...
     claimed: bool = False  # join() reported it: wait() must not report it again
     made_queue: bool | None = None  # read from its counters slot at the reap; None: not known
+    counts: bytes | None = None  # its counters slot as the reap found it (counters.decode reads it)
     callbacks: list[DoneCallback] = field(default_factory=list)
     # Users of the pidfd besides the registry (loop readers, pollers): it is closed only once
     # none is left, so a thread polling it never sees its number reused.
