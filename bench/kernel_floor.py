@@ -26,6 +26,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from typing import Any
 
 CHUNK = 256 * 1024  # procmagic's Router.chunk
@@ -129,6 +130,42 @@ class Floor:
 
         loop.call_soon_threadsafe(loop.add_reader, fd, readable)
         done.wait()
+        sock.close()
+        os.waitpid(pid, 0)
+
+    def stream_main(self, body: str, buffering: int = 1, gap: float = 0.001) -> None:
+        """``stream`` read on the main thread instead, as a foreground ``%%spawn`` reads: the cell
+        polls the socket and hands each 256 KiB message to the IOPub thread (``iopub_socket``)."""
+        import select
+
+        header = self._header()
+        pid, sock = self._fork(body, buffering)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        pending: list[str] = []
+        size = 0
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        while True:
+            poller.poll()
+            try:
+                data = sock.recv(CHUNK)
+            except BlockingIOError:
+                continue
+            if not data:
+                break
+            text = decoder.decode(data)
+            pending.append(text)
+            size += len(text)
+            if size >= CHUNK:
+                self.session.send(self.kernel.iopub_socket, "stream", {"name": "stdout", "text": "".join(pending)},
+                                  parent=header, ident=b"stream.stdout")
+                pending.clear()
+                size = 0
+            if len(data) < 64 * 1024 and gap:
+                time.sleep(gap)
+        pending.append(decoder.decode(b"", final=True))
+        self.session.send(self.kernel.iopub_socket, "stream", {"name": "stdout", "text": "".join(pending)},
+                          parent=header, ident=b"stream.stdout")
         sock.close()
         os.waitpid(pid, 0)
 
