@@ -8,6 +8,7 @@ from __future__ import annotations
 __all__ = [
     "ProcmagicError",
     "ForkRefused",
+    "ForkWarning",
     "ProcessStateError",
     "NoPipe",
     "QueueEmpty",
@@ -32,6 +33,10 @@ class ForkRefused(ProcmagicError, RuntimeError):
     def __init__(self, message: str, census: object = None) -> None:
         super().__init__(message)
         self.census = census
+
+
+class ForkWarning(RuntimeWarning):
+    """Forking was forced past the guard: the child may deadlock on a lock a thread held."""
 
 
 class ProcessStateError(ProcmagicError, RuntimeError):

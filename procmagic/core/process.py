@@ -34,7 +34,7 @@ from . import guard as _guard
 from . import ladder as _ladder
 from . import pipe as _pipe
 from . import timing
-from .errors import ProcessStateError
+from .errors import ForkWarning, ProcessStateError
 from .fork import fork_child
 from .process_child import ChildSideMixin, add_process
 from .process_io import PipeMixin, QueueMixin
@@ -49,10 +49,6 @@ __all__ = ["Process", "ProcessName", "ForkWarning"]
 #: The C close of a socket: our own end of a pipe, dropped at once (never made into a file),
 #: needs none of ``socket.close``'s two Python calls.
 _close_socket = _socket.socket.close
-
-
-class ForkWarning(RuntimeWarning):
-    """Forking was forced past the guard: the child may deadlock on a lock a thread held."""
 
 
 class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
@@ -459,13 +455,3 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
         if self._record is not None and not self._in_child and os.getpid() == self._parent_pid:
             self.stop(grace=1.0)
         self.close()
-
-    def _sched_pid(self, what: str) -> int | None:
-        """0 for this process (in the child), the child's pid, or None before start."""
-        if self._in_child:
-            return 0
-        if self._record is None:
-            return None
-        if self._record.status is not None:
-            raise ProcessStateError(f"{what}(): process {self.id} has exited")
-        return self._record.pid

@@ -9,7 +9,7 @@ import numbers
 import os
 import sys
 import weakref
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from . import affinity as _affinity
 from .errors import ProcessStateError
@@ -68,6 +68,7 @@ class SchedulingMixin:
     id: int
     _name: str | None
     _in_child: bool
+    _record: Any  # the ChildRecord of the current run, None before start
     _affinity: list[int] | None
     _priority: int | None
 
@@ -91,7 +92,14 @@ class SchedulingMixin:
 
     def _sched_pid(self, what: str) -> int | None:
         """0 for this process (in the child), the child's pid, or None before start."""
-        raise NotImplementedError  # Process defines it
+        if self._in_child:
+            return 0
+        record = self._record
+        if record is None:
+            return None
+        if record.status is not None:
+            raise ProcessStateError(f"{what}(): process {self.id} has exited")
+        return record.pid  # type: ignore[no-any-return]
 
     def _apply_child_settings(self) -> None:
         if self._name:

@@ -319,7 +319,7 @@ class Registry(LoopWatching):
             marked = proc._exit_mark(record)
             if marked is not None and record.started_at <= marked < record.exited_at:
                 record.exited_at = marked  # reaped late: the child said when it really ended
-        exec_error = _read_exec_error(record) if record.errpipe is not None else None
+        exec_error = record.take_exec_error() if record.errpipe is not None else None
         wall = record.exited_at - record.started_at
         name = proc._name  # given_name, without a property call
         timed_out = record.stop_reason == "timeout"
@@ -403,32 +403,6 @@ def _record_of(proc: "Process | ChildRecord") -> ChildRecord:
 
         raise ProcessStateError(f"process {proc.id} was never started: nothing to reap")
     return record
-
-
-def _read_exec_error(record: ChildRecord) -> OSError | None:
-    fd = record.errpipe
-    if fd is None:
-        return None
-    record.errpipe = None
-    try:
-        data = os.read(fd, 4096)
-    except OSError:
-        data = b""
-    finally:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    if not data:
-        return None
-    # "errno:path:strerror", as the child wrote it (see Process.exec)
-    errno_text, _, rest = data.decode("utf-8", "replace").partition(":")
-    path, _, strerror = rest.partition(":")
-    try:
-        number = int(errno_text)
-    except ValueError:
-        number = 0
-    return OSError(number, strerror or os.strerror(number), path)
 
 
 _inherited: list[Any] = []  # in a child: the parent's registry containers (see _after_fork_in_child)

@@ -12,6 +12,7 @@ callbacks fired). A ``Process`` started again gets a new record; the old one sta
 
 from __future__ import annotations
 
+import os
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -61,3 +62,29 @@ class ChildRecord:
         and a dropped spawn's children would linger in ``procs()``)."""
         if not isinstance(self.owner, weakref.ref):
             self.owner = weakref.ref(self.owner)
+
+    def take_exec_error(self) -> OSError | None:
+        """Read and close the error pipe (once): the OSError of a failed ``exec()`` in the
+        child, which wrote "errno:path:strerror" there (see ``Process.exec``), else None."""
+        fd = self.errpipe
+        if fd is None:
+            return None
+        self.errpipe = None
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            data = b""
+        finally:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if not data:
+            return None
+        errno_text, _, rest = data.decode("utf-8", "replace").partition(":")
+        path, _, strerror = rest.partition(":")
+        try:
+            number = int(errno_text)
+        except ValueError:
+            number = 0
+        return OSError(number, strerror or os.strerror(number), path)
