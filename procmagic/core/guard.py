@@ -284,9 +284,12 @@ def check(force: bool = False) -> Census:
     # Each object a census builds or visits is a page written after the previous fork, a
     # copy-on-write fault: ~40 per spawn in a plain script, ~130 (and ~0.18 ms) in a kernel
     # with its eight allowed threads. So the verdict is reused while nothing it rests on moved.
-    active = threading._active  # type: ignore[attr-defined]
+    # threading's registry of started threads, and of those still starting; without them (not a
+    # documented API: another Python may lack them) every check is a fresh census
+    active = getattr(threading, "_active", None)
+    limbo = getattr(threading, "_limbo", None)
     threads: tuple[threading.Thread, ...] | None = None
-    if not threading._limbo:  # type: ignore[attr-defined]
+    if isinstance(active, dict) and isinstance(limbo, dict) and not limbo:
         me = active.get(threading.get_ident())
         # threading's own attributes behind main_thread() and .name (two Python calls less)
         if me is not None and me is (getattr(threading, "_main_thread", None) or threading.main_thread()):
@@ -306,7 +309,7 @@ def check(force: bool = False) -> Census:
     result = census(native=False)
     if not result.on_main_thread or (result.offenders and not force):
         raise ForkRefused(result.refusal(), result)
-    if (threads is not None and result.ok and all(isinstance(rule, str) for rule, _ in _rules)
-            and tuple(active.values()) == threads):
+    if (threads is not None and isinstance(active, dict) and result.ok
+            and all(isinstance(rule, str) for rule, _ in _rules) and tuple(active.values()) == threads):
         _passed = (_rules_version, threads, result.caller, result)
     return result
