@@ -109,8 +109,10 @@ _local = Counters(memoryview(bytearray(_SLOT * 8)).cast("Q"), 0, None, -1)
 _current = _local
 
 
-def decode(raw: bytes) -> dict[str, int]:
-    """The public counts in a slot copied by :meth:`Counters.raw`."""
+def decode(raw: bytes | None) -> dict[str, int]:
+    """The public counts in a slot copied by :meth:`Counters.raw` (all 0 for None: no slot)."""
+    if raw is None:
+        return dict.fromkeys(FIELDS, 0)
     return dict(zip(FIELDS, memoryview(raw).cast("Q")[:_N_FIELDS].tolist()))
 
 

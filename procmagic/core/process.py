@@ -173,26 +173,17 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
     @property
     def counters(self) -> dict[str, int]:
         """The child's traffic counters (queue pushes/pops, alarm ticks), read from shared memory."""
-        final = self._final_counts
-        if final is not None:
-            return _counters.decode(final)
         slot = self._counters
-        if slot is None:
-            return {name: 0 for name in _counters.FIELDS}
-        try:
-            return slot.snapshot()
-        except Exception:  # released by a reap on another thread between two reads
-            final = self._final_counts
-            return _counters.decode(final) if final is not None else {name: 0 for name in _counters.FIELDS}
+        if self._final_counts is None and slot is not None:
+            try:
+                return slot.snapshot()
+            except Exception:  # released by a reap on another thread between two reads
+                pass
+        return _counters.decode(self._final_counts)
 
     def __repr__(self) -> str:
         status = self.exitstatus
-        if self.pid is None:
-            state = "not started"
-        elif status is not None:
-            state = status.how
-        else:
-            state = "running"
+        state = "not started" if self.pid is None else status.how if status is not None else "running"
         pid = f" pid={self.pid}" if self.pid else ""
         return f"<Process id={self.id} name={str(self.name)!r}{pid} {state} pipe={self._kind}{' redirect' if self._redirect else ''}>"
 
