@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import multiprocessing
 import os
 import resource
 import statistics
@@ -25,33 +24,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from procmagic.core import Process  # noqa: E402
 from procmagic.core import fork as core_fork  # noqa: E402
 
-
-def _noop(*args: object) -> None:
-    pass
-
-
-def raw() -> None:
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    os.waitpid(pid, 0)
-
-
-def procmagic_spawn() -> None:
-    p = Process(_noop)
-    p.start()
-    p.join()
-    p.close()
-
-
-_mp = multiprocessing.get_context("fork")
-
-
-def mp_spawn() -> None:
-    p = _mp.Process(target=_noop)
-    p.start()
-    p.join()
-    p.close()
+# the same spawners bench_core.py times side by side
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_core import _noop, mp_fork, procmagic_process, raw_fork  # noqa: E402
 
 
 def per_spawn(spawn, n: int) -> tuple[float, float, float, float]:
@@ -101,8 +76,8 @@ def main() -> None:
     parser.add_argument("--ballast-mb", type=int, default=20, help="extra resident memory of the parent, MB")
     args = parser.parse_args()
     ballast = [bytearray(1000) for _ in range(args.ballast_mb * 1000)]  # many small objects, like a session
-    spawners = [("raw os.fork + _exit + waitpid", raw), ("procmagic Process", procmagic_spawn),
-                ("multiprocessing fork", mp_spawn)]
+    spawners = [("raw os.fork + _exit + waitpid", raw_fork), ("procmagic Process", procmagic_process),
+                ("multiprocessing fork", mp_fork)]
     results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name, _ in spawners}
     for name, spawn in spawners:
         per_spawn(spawn, 20)  # warm up
