@@ -235,31 +235,18 @@ class ExitWatch:
         if self.polls_ahead:
             self.polls_ahead -= 1
         else:
-            try:
-                if self.message:
-                    whole = self._peek(_PEEK_BUFFER, 1, _PEEK_NOW)
-                    if whole > size:
-                        raise too_big(whole, size)
-                return self._recv(size, _NOW)  # type: ignore[no-any-return]
-            except BlockingIOError:
-                self.polls_ahead = _RETRY
-            except ConnectionResetError:
-                return b""
+            data = self._take(size)
+            if data is not None:
+                return data
+            self.polls_ahead = _RETRY
         while True:
             try:
                 ready = self.poll()
             except RuntimeError:  # another thread waits on this poll object now: a poll of our own
                 ready = self._poller().poll()
-            try:
-                if self.message:
-                    whole = self._peek(_PEEK_BUFFER, 1, _PEEK_NOW)
-                    if whole > size:
-                        raise too_big(whole, size)
-                return self._recv(size, _NOW)  # type: ignore[no-any-return]
-            except BlockingIOError:
-                pass
-            except ConnectionResetError:
-                return b""
+            data = self._take(size)
+            if data is not None:
+                return data
             if any(fd == self.pidfd for fd, _ in ready):
                 return b""  # the child has exited and nothing is left: a descendant holds its end
             # Another reader took the data first: wait again.
