@@ -298,6 +298,8 @@ class Router:
         self.log.write(text)
         if self.published >= self.cap:  # past the cap: the log has it, the notebook gets none of it
             self.withheld += len(text)
+            if self._notices:  # the log just filled (or failed): say so now, nothing else is pending
+                self.flush()
             return
         self._pending.setdefault(key, []).append(text)
         self._pending_bytes += len(text)
@@ -325,7 +327,7 @@ class Router:
 
     def flush(self, now: float | None = None) -> None:
         self._flush_at = None
-        if not self._pending:
+        if not self._pending and not self._notices:
             return
         pending, self._pending = self._pending, {}
         self._pending_bytes = 0

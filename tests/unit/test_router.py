@@ -150,3 +150,34 @@ def test_a_log_that_cannot_be_written_is_said_in_the_cell_and_nothing_is_lost_si
     assert f"[procmagic] cannot write the log {blocker / 'logs' / 'spawn-1.log'}: Not a directory; " \
            "output past the cap is not kept\n" in text
     assert text.count("w") >= 1024 and "of output withheld past the cap; it could not be kept in a log\n" in text
+
+
+def test_a_log_filling_past_the_cap_is_said_even_when_no_text_is_pending(tmp_path):
+    # The cap is reached by the first read; the log fills on a later read whose text is all
+    # withheld, so nothing is pending when its notice is queued. It used to wait for a flush
+    # that returned early with nothing pending and was never published (a flaky fault test).
+    sent: list = []
+    router = Router(lambda kind, content: sent.append((kind, content)), label_workers=False, cap=1024,
+                    interval=0.05, log_dir=str(tmp_path), log_name="spawn-1.log", log_limit=20_000)
+    ours, theirs = socket.socketpair()
+    fd = router.add(ours, framed=False).fd
+    _open.extend([router, theirs])
+    theirs.sendall(b"a" * 2000)
+    while sum(len(t) for t in _texts(sent)) < 1024:  # bounded: the bytes are already in the socket
+        router.on_readable(fd)
+        router.flush()
+    notice = "reached its limit of 19.5 KB (%config ProcMagics.log_limit)"
+    assert not any(notice in t for t in _texts(sent))
+    theirs.sendall(b"b" * 30_000)
+    theirs.close()
+    while router.on_readable(fd):
+        if any(notice in t for t in _texts(sent)):
+            break
+    assert any(notice in t for t in _texts(sent))  # at once, not only when the spawn ends
+    router.close_source(fd)
+    kept = router.close()
+    text = "".join(_texts(sent))
+    assert text.count(notice) == 1
+    assert "the first 19.5 KB of output are in" in text and kept is not None
+    with open(kept) as f:
+        assert f.read().startswith("a" * 2000 + "b" * 18_000)
