@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
 
@@ -278,8 +277,15 @@ def test_200_spawns_leave_no_zombie_thread_or_fd(k):
         "    ip.run_cell_magic('spawn', '', 'pass')\n"
         "print('elapsed', time.perf_counter() - t0)", timeout=180)
     assert not cell.errors()
-    time.sleep(0.5)
-    after = [int(x) for x in k.execute(probe).text().split()]
+    # the last spawns' sockets close on the IOPub thread's loop just after the cell, and the
+    # last children are reaped meanwhile: wait (bounded) for the counts to settle
+    settled = (
+        "import time\n"
+        "deadline = time.monotonic() + 30\n"
+        "while time.monotonic() < deadline and (len(os.listdir('/proc/self/fd')) > %d or me.children()):\n"
+        "    time.sleep(0.1)\n" % (before[0] + 2)
+    )
+    after = [int(x) for x in k.execute(settled + probe).text().split()]
     assert after[2] == 0, f"children left: {after}"
     assert after[1] == before[1], (before, after)
     assert after[0] <= before[0] + 2, (before, after)
