@@ -154,15 +154,27 @@ class LoopWatching:
             record.holds -= 1
 
     def _add_reader(self, w: _Watch, record: ChildRecord) -> None:
-        fd = record.pidfd
-        if fd is None or record.status is not None or w not in self._watches:
-            self.release(record)  # reaped (or unwatched) before this loop got to it
-            return
-        try:
-            w.loop.add_reader(fd, self.poll, record)
+        # The check and the entry in w.readers under the lock the reap sets the status under:
+        # a child reaped by another thread just after an unlocked check would find no entry
+        # (its reap removes only the readers it sees), and its reader would then be left on
+        # the loop for good, holding the pidfd open and firing at every iteration.
+        with self._lock:
+            fd = record.pidfd
+            if fd is None or record.status is not None or w not in self._watches:
+                self.release(record)  # reaped (or unwatched) before this loop got to it
+                return
             w.readers.add(record)
+        try:
+            w.loop.add_reader(fd, self._on_exit_fd, w, record)
         except (RuntimeError, ValueError, OSError):  # loop closed: join()/wait() still reap
-            self.release(record)
+            if record in w.readers:
+                w.readers.discard(record)
+                self.release(record)
+
+    def _on_exit_fd(self, w: _Watch, record: ChildRecord) -> None:
+        """The loop's reader: reap the child; once it is reaped (by anyone), drop the reader."""
+        if self.poll(record) is not None:
+            self._remove_reader(w, record)
 
     def _remove_reader(self, w: _Watch, record: ChildRecord) -> None:
         if record in w.readers:

@@ -260,3 +260,42 @@ def test_a_child_reaped_late_reports_the_time_it_really_ran(spawn, fresh_wait):
     time.sleep(0.5)  # busy elsewhere
     status = p.join(timeout=WAIT)
     assert status.wall_time <= ended_by < ended_by + 0.5 <= time.monotonic() - p.started_at
+
+
+def _pidfds() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]"
+        except OSError:
+            pass
+    return count
+
+
+def test_a_child_reaped_while_a_loop_adds_its_reader_leaves_no_reader_and_no_pidfd(spawn, fresh_wait):
+    """Another thread may reap a child (a sibling's start(), a join()) just as a loop adds the
+    reader on its pidfd. That reader must go with the reap: left behind, it held the pidfd open
+    for good and fired at every iteration of the loop (a kernel's IOPub loop, in a soak of
+    ``%%spawn -n 4 --bg``). Here the reap lands inside the loop's add_reader."""
+    class ReapingLoop(asyncio.SelectorEventLoop):
+        def add_reader(self, fd, callback, *args):  # type: ignore[override]
+            handle = super().add_reader(fd, callback, *args)
+            record = args[-1]
+            wait_until(lambda: proc_state(record.pid) == "Z", what="the exit")
+            registry.poll(record)  # the reap, between the loop's check and its bookkeeping
+            return handle
+
+    loop = ReapingLoop()
+    stop = procmagic.watch(loop)
+    before = _pidfds()
+    try:
+        procs = [spawn(noop, pipe=None) for _ in range(3)]
+        for p in procs:
+            p.start()  # this thread is the loop's: its reader is added (and the child reaped) here
+        assert [p.join(timeout=WAIT).code for p in procs] == [0, 0, 0]
+        loop.run_until_complete(asyncio.sleep(0.05))
+        assert registry.watched_by(loop) == []
+        assert _pidfds() == before
+    finally:
+        stop()
+        loop.close()
