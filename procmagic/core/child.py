@@ -251,6 +251,11 @@ def bootstrap(proc: "Process", parent_pid: int, errpipe_w: int) -> int:
     this inside ``try/finally: os._exit``)."""
     try:
         target = _setup(proc, parent_pid, errpipe_w)
+    except KeyboardInterrupt:
+        # An interrupt sent to the parent's process group in the instant before this child
+        # left it (it waited, blocked, until the child's handlers were in place): end as the
+        # interrupt would have ended the target, without a traceback about the set-up.
+        return die_by(_signal.SIGINT)
     except BaseException:
         try:
             print("procmagic: the child failed to set itself up:", file=sys.stderr)

@@ -299,3 +299,15 @@ def test_a_child_reaped_while_a_loop_adds_its_reader_leaves_no_reader_and_no_pid
     finally:
         stop()
         loop.close()
+
+
+def test_an_interrupt_during_the_childs_set_up_ends_it_as_killed_by_sigint(spawn, capfd):
+    """A SIGINT aimed at the parent's process group just before the child left it waits,
+    blocked, until the child's handlers are in place, and lands in its set-up: the child ends
+    as the interrupt would have ended its target, without a set-up traceback."""
+    p = spawn(lambda proc: None, pipe=None,
+              child_setup=lambda proc: os.kill(os.getpid(), signal.SIGINT))
+    p.start()
+    status = p.join(timeout=WAIT)
+    assert status.signal == signal.SIGINT and status.how == "killed by SIGINT", status
+    assert "failed to set itself up" not in capfd.readouterr().err
