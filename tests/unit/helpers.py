@@ -80,6 +80,17 @@ def python(code: str, timeout: float = 60.0, **kwargs: Any) -> subprocess.Comple
     )
 
 
+def pidfds() -> int:
+    """How many pidfds this process has open."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[pidfd]"
+        except OSError:
+            pass
+    return count
+
+
 def proc_state(pid: int) -> str | None:
     """The one-letter state of ``pid`` from /proc (``Z`` for a zombie), or None when it is gone."""
     try:

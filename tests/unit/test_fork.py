@@ -22,7 +22,7 @@ from procmagic import ExitStatus, Process
 from procmagic.core import fork
 from procmagic.core.reaper import registry
 
-from .helpers import WAIT, proc_state, wait_until
+from .helpers import WAIT, pidfds, proc_state, wait_until
 
 
 def noop(proc: Process) -> None:
@@ -262,16 +262,6 @@ def test_a_child_reaped_late_reports_the_time_it_really_ran(spawn, fresh_wait):
     assert status.wall_time <= ended_by < ended_by + 0.5 <= time.monotonic() - p.started_at
 
 
-def _pidfds() -> int:
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]"
-        except OSError:
-            pass
-    return count
-
-
 def test_a_child_reaped_while_a_loop_adds_its_reader_leaves_no_reader_and_no_pidfd(spawn, fresh_wait):
     """Another thread may reap a child (a sibling's start(), a join()) just as a loop adds the
     reader on its pidfd. That reader must go with the reap: left behind, it held the pidfd open
@@ -287,7 +277,7 @@ def test_a_child_reaped_while_a_loop_adds_its_reader_leaves_no_reader_and_no_pid
 
     loop = ReapingLoop()
     stop = procmagic.watch(loop)
-    before = _pidfds()
+    before = pidfds()
     try:
         procs = [spawn(noop, pipe=None) for _ in range(3)]
         for p in procs:
@@ -295,7 +285,7 @@ def test_a_child_reaped_while_a_loop_adds_its_reader_leaves_no_reader_and_no_pid
         assert [p.join(timeout=WAIT).code for p in procs] == [0, 0, 0]
         loop.run_until_complete(asyncio.sleep(0.05))
         assert registry.watched_by(loop) == []
-        assert _pidfds() == before
+        assert pidfds() == before
     finally:
         stop()
         loop.close()

@@ -14,18 +14,7 @@ import pytest
 
 from procmagic import Process, ProcessStateError
 
-from .helpers import WAIT, deadline, gone
-
-
-def _pidfds() -> int:
-    """How many pidfds this process has open."""
-    count = 0
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            count += os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[pidfd]"
-        except OSError:
-            pass
-    return count
+from .helpers import WAIT, deadline, gone, pidfds
 
 
 def _echo(proc: Process) -> None:
@@ -126,14 +115,14 @@ def test_a_restarted_process_watches_its_new_child(spawn):
 
 def test_the_pidfd_copy_closes_with_the_pipe_and_stays_out_of_other_children(spawn):
     def lister(proc: Process) -> None:
-        proc.write(str(_pidfds()))
+        proc.write(str(pidfds()))
 
     first = spawn(lambda proc: proc.write(b"hi") and proc.read(timeout=WAIT) and None, pipe="dgram")
     first.start()
-    before = _pidfds()
+    before = pidfds()
     with deadline():
         assert first.read() == b"hi"  # the first blocking read makes the watch and its copy
-        assert _pidfds() == before + 1
+        assert pidfds() == before + 1
         second = spawn(lister, pipe="dgram")
         second.start()
         assert second.read() == b"0"  # neither the registry's pidfds nor the copy
@@ -142,7 +131,7 @@ def test_the_pidfd_copy_closes_with_the_pipe_and_stays_out_of_other_children(spa
         first.join(timeout=WAIT)
     first.close()
     second.close()
-    assert _pidfds() == before - 1  # the registry closed its own at the reaps, close() the copies
+    assert pidfds() == before - 1  # the registry closed its own at the reaps, close() the copies
 
 
 def test_the_watch_gives_way_to_later_settings_and_claims(spawn):
