@@ -7,6 +7,13 @@ escape the handler. So while a spawn starts and runs in the foreground, SIGINT o
 writes a byte to a pipe that the foreground loop polls with the children's exit fds; the loop
 forwards each interrupt to the children (the stop ladder), and the cell raises
 ``KeyboardInterrupt`` once the children are reaped and their output published.
+
+A spawn that an interrupt ended leaves an *echo* handler for ``ECHO`` seconds: more presses of
+the button (a storm of clicks) are the same request, already served, and are dropped. Raised
+instead just after the cell, they would land in the kernel's own code that finishes the
+request (ipykernel 6 dies of a ``KeyboardInterrupt`` raised while it logs the previous one).
+The echo then hands SIGINT back to the handler it replaced; the kernel's next request sets its
+own in any case.
 """
 
 from __future__ import annotations
@@ -14,9 +21,12 @@ from __future__ import annotations
 import os
 import signal as _signal
 import threading
-from typing import Any
+import time
+from typing import Any, Callable
 
-__all__ = ["InterruptLatch"]
+__all__ = ["InterruptLatch", "ECHO"]
+
+ECHO = 0.25  # seconds after an interrupted spawn during which more SIGINTs are dropped
 
 
 class InterruptLatch:
@@ -37,6 +47,8 @@ class InterruptLatch:
             return self
         self.fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._saved = _signal.signal(_signal.SIGINT, self._on_sigint)
+        if isinstance(self._saved, _Echo):  # a new spawn: the last one's echo is over
+            self._saved = self._saved.handler
         self._active = True
         return self
 
@@ -61,9 +73,29 @@ class InterruptLatch:
 
     def __exit__(self, *exc: object) -> None:
         if self._active:
-            _signal.signal(_signal.SIGINT, self._saved if self._saved is not None else _signal.default_int_handler)
+            saved = self._saved if self._saved is not None else _signal.default_int_handler
+            if self.count and callable(saved):
+                saved = _Echo(saved, time.monotonic() + ECHO)
+            _signal.signal(_signal.SIGINT, saved)
             self._active = False
         for fd in (self.fd, self._write_fd):
             if fd is not None:
                 os.close(fd)
         self.fd = self._write_fd = None
+
+
+class _Echo:
+    """SIGINT's handler just after a spawn an interrupt ended: drops what comes before
+    ``until``, then puts ``handler`` back and lets it take the signal."""
+
+    def __init__(self, handler: Callable[[int, Any], Any], until: float) -> None:
+        self.handler = handler
+        self.until = until
+
+    def __call__(self, signum: int, frame: Any) -> Any:
+        if time.monotonic() < self.until:
+            return None
+        handler = self.handler
+        if _signal.getsignal(_signal.SIGINT) is self:
+            _signal.signal(_signal.SIGINT, handler)
+        return handler(signum, frame)
