@@ -13,7 +13,8 @@ the button (a storm of clicks) are the same request, already served, and are dro
 instead just after the cell, they would land in the kernel's own code that finishes the
 request (ipykernel 6 dies of a ``KeyboardInterrupt`` raised while it logs the previous one).
 The echo then hands SIGINT back to the handler it replaced; the kernel's next request sets its
-own in any case.
+own in any case. Only Python's default handler (the one that raises ``KeyboardInterrupt``) gets
+an echo: a handler of the user's own is put back as it was.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class InterruptLatch:
     def __exit__(self, *exc: object) -> None:
         if self._active:
             saved = self._saved if self._saved is not None else _signal.default_int_handler
-            if self.count and callable(saved):
+            if self.count and saved is _signal.default_int_handler:  # not a handler of the user's own
                 saved = _Echo(saved, time.monotonic() + ECHO)
             _signal.signal(_signal.SIGINT, saved)
             self._active = False

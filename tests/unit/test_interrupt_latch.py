@@ -61,3 +61,18 @@ def test_a_latch_over_an_ignored_sigint_leaves_it_ignored():
         _interrupt_self()
         wait_until(lambda: latch.count == 1, what="the interrupt counted")
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_a_handler_of_the_users_own_is_put_back_as_it_was_even_after_an_interrupt():
+    heard: list[int] = []
+
+    def mine(signum, frame):
+        heard.append(signum)
+
+    signal.signal(signal.SIGINT, mine)
+    with InterruptLatch() as latch:
+        _interrupt_self()
+        wait_until(lambda: latch.count == 1, what="the interrupt counted")
+    assert signal.getsignal(signal.SIGINT) is mine
+    _interrupt_self()
+    wait_until(lambda: heard == [signal.SIGINT], what="the user's handler called")
