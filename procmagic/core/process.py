@@ -106,7 +106,6 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
         self._timeout: float | None = None
         self._blocking = True
         self._counters: _counters.Counters | None = None
-        self._final_counts: bytes | None = None  # the slot as reaped (counters.decode)
         self._affinity: list[int] | None = None
         self._priority: int | None = None
         self._queue: Any = None
@@ -173,13 +172,13 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
     @property
     def counters(self) -> dict[str, int]:
         """The child's traffic counters (queue pushes/pops, alarm ticks), read from shared memory."""
-        slot = self._counters
-        if self._final_counts is None and slot is not None:
+        slot, record = self._counters, self._record
+        if slot is not None and (record is None or record.counts is None):
             try:
                 return slot.snapshot()
             except Exception:  # released by a reap on another thread between two reads
                 pass
-        return _counters.decode(self._final_counts)
+        return _counters.decode(record.counts if record is not None else None)
 
     def __repr__(self) -> str:
         status = self.exitstatus
@@ -297,7 +296,6 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
 
     def _reset_for_restart(self) -> None:
         self._record = None
-        self._final_counts = None
         self._reader_claim = None
         if self._sock is not None:
             self._sock.close()
@@ -314,19 +312,15 @@ class Process(ChildSideMixin, PipeMixin, QueueMixin, SchedulingMixin):
         slot = self._counters
         if slot is None or record is not self._record:
             return None
-        raw = record.counts = slot.raw()
-        exited, record.made_queue = _counters.marks(raw)
-        return exited
+        record.counts = slot.raw()
+        return _counters.marks(record.counts)[0]
 
     def _on_reaped(self, record: ChildRecord) -> None:
-        """The registry reaped this run's child (any thread): keep the final counters."""
+        """The registry reaped this run's child (any thread): the record keeps the final counters."""
         slot = self._counters
         if slot is not None and record is self._record:
-            raw = record.counts
-            if raw is None:  # not copied by _exit_mark: copy it now, before the slot goes back
-                raw = record.counts = slot.raw()
-                record.made_queue = _counters.marks(raw)[1]
-            self._final_counts = raw
+            if record.counts is None:  # not copied by _exit_mark: copy it now, before the slot goes back
+                self._exit_mark(record)
             self._counters = None
             _counters.release(slot)
         if record is self._record:

@@ -17,6 +17,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import counters as _counters
 from .status import ExitStatus
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ class ChildRecord:
     status: ExitStatus | None = None
     stop_reason: str | None = None  # why it was stopped: "timeout", "interrupt", "kill", ...
     claimed: bool = False  # join() reported it: wait() must not report it again
-    made_queue: bool | None = None  # read from its counters slot at the reap; None: not known
     counts: bytes | None = None  # its counters slot as the reap found it (counters.decode reads it)
     callbacks: list[DoneCallback] = field(default_factory=list)
     # Users of the pidfd besides the registry (loop readers, pollers): it is closed only once
@@ -55,6 +55,13 @@ class ChildRecord:
     def process(self) -> "Process":
         owner = self.owner
         return owner() if isinstance(owner, weakref.ref) else owner  # type: ignore[no-any-return,return-value]
+
+    @property
+    def made_queue(self) -> bool | None:
+        """Whether the child may have made a SysV queue, as its counters slot said at the reap;
+        None while that is not known (not reaped yet, or no slot)."""
+        counts = self.counts
+        return None if counts is None else _counters.marks(counts)[1]
 
     def let_go(self) -> None:
         """After the reap: the registry no longer keeps the Process alive (the Process holds
