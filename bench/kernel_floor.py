@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import select
 import socket
 import sys
 import threading
@@ -71,6 +72,11 @@ class Floor:
 
     def _send(self, header: Any, text: str) -> None:
         self.session.send(self.iopub.socket, "stream", {"name": "stdout", "text": text}, parent=header,
+                          ident=b"stream.stdout")
+
+    def _send_main(self, header: Any, text: str) -> None:
+        """From the main thread: through the kernel's ``iopub_socket``, as a foreground spawn does."""
+        self.session.send(self.kernel.iopub_socket, "stream", {"name": "stdout", "text": text}, parent=header,
                           ident=b"stream.stdout")
 
     def _on_loop(self, fn: Any, *args: Any) -> None:
@@ -136,8 +142,6 @@ class Floor:
     def stream_main(self, body: str, buffering: int = 1, gap: float = 0.001) -> None:
         """``stream`` read on the main thread instead, as a foreground ``%%spawn`` reads: the cell
         polls the socket and hands each 256 KiB message to the IOPub thread (``iopub_socket``)."""
-        import select
-
         header = self._header()
         pid, sock = self._fork(body, buffering)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -157,15 +161,13 @@ class Floor:
             pending.append(text)
             size += len(text)
             if size >= CHUNK:
-                self.session.send(self.kernel.iopub_socket, "stream", {"name": "stdout", "text": "".join(pending)},
-                                  parent=header, ident=b"stream.stdout")
+                self._send_main(header, "".join(pending))
                 pending.clear()
                 size = 0
             if len(data) < 64 * 1024 and gap:
                 time.sleep(gap)
         pending.append(decoder.decode(b"", final=True))
-        self.session.send(self.kernel.iopub_socket, "stream", {"name": "stdout", "text": "".join(pending)},
-                          parent=header, ident=b"stream.stdout")
+        self._send_main(header, "".join(pending))
         sock.close()
         os.waitpid(pid, 0)
 
