@@ -55,6 +55,36 @@ class Kernel:
     def pid(self) -> int:
         return self.km.provisioner.process.pid  # type: ignore[union-attr]
 
+    def fds(self) -> int:
+        """How many fds the kernel process has open (read from outside it)."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def fds_settled(self, most: int | None = None, within: float = 30.0) -> int:
+        """The kernel's fd count once it settles: the last spawns' sockets close on the IOPub
+        loop just after their statuses are published. Waits (bounded) until the count is at
+        most ``most``, or, without ``most``, the same over a second."""
+        deadline, last, same_since = time.monotonic() + within, self.fds(), time.monotonic()
+        while time.monotonic() < deadline:
+            if most is not None and last <= most:
+                break
+            if most is None and time.monotonic() - same_since >= 1.0:
+                break
+            time.sleep(0.1)
+            n = self.fds()
+            if n != last:
+                last, same_since = n, time.monotonic()
+        return last
+
+    def fd_links(self) -> list[str]:
+        """What the kernel's fds point at, sorted (for a failure message)."""
+        links = []
+        for fd in os.listdir(f"/proc/{self.pid}/fd"):
+            try:
+                links.append(os.readlink(f"/proc/{self.pid}/fd/{fd}"))
+            except OSError:
+                pass
+        return sorted(links)
+
     def _pump(self, timeout: float) -> dict[str, Any] | None:
         try:
             msg = self.kc.get_iopub_msg(timeout=timeout)

@@ -287,37 +287,6 @@ def _statuses(text: str) -> list[tuple[str, str, float]]:
     return [(m.group(1), m.group(2), float(m.group(3))) for m in _STATUS.finditer(text)]
 
 
-def _kernel_fds(kernel: Kernel) -> int:
-    return len(os.listdir(f"/proc/{kernel.pid}/fd"))
-
-
-def _kernel_fds_settled(kernel: Kernel, most: int | None = None, within: float = 30.0) -> int:
-    """The kernel's fd count once it settles: the last spawns' sockets close on the IOPub loop
-    just after their statuses are published. Waits (bounded) until the count is at most
-    ``most``, or, without ``most``, the same over a second."""
-    deadline, last, same_since = time.monotonic() + within, _kernel_fds(kernel), time.monotonic()
-    while time.monotonic() < deadline:
-        if most is not None and last <= most:
-            break
-        if most is None and time.monotonic() - same_since >= 1.0:
-            break
-        time.sleep(0.1)
-        n = _kernel_fds(kernel)
-        if n != last:
-            last, same_since = n, time.monotonic()
-    return last
-
-
-def _kernel_fd_links(kernel: Kernel) -> list[str]:
-    links = []
-    for fd in os.listdir(f"/proc/{kernel.pid}/fd"):
-        try:
-            links.append(os.readlink(f"/proc/{kernel.pid}/fd/{fd}"))
-        except OSError:
-            pass
-    return sorted(links)
-
-
 @pytest.mark.timeout(400)
 def test_an_interrupt_storm_right_after_a_spawn_leaves_no_child_behind(k):
     kernel = psutil.Process(k.pid)
@@ -346,13 +315,13 @@ def test_background_workers_always_report_every_exit_status(k):
         return [cell.msg_id for cell in cells]
 
     soak(5, 0)
-    before = _kernel_fds_settled(k)
+    before = k.fds_settled()
     for msg_id in soak(45, 5):
         assert [s[1] for s in _statuses(k.stream_text(msg_id))] == ["exited 0"] * 4
     waited = k.execute("%wait")
     assert "no live procmagic children" in waited.text()
-    after = _kernel_fds_settled(k, most=before + 2)
-    assert after <= before + 2, f"the kernel's fds grew from {before} to {after}: {_kernel_fd_links(k)}"
+    after = k.fds_settled(most=before + 2)
+    assert after <= before + 2, f"the kernel's fds grew from {before} to {after}: {k.fd_links()}"
 
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
+import psutil
 import pytest
 
 from .conftest import Kernel
@@ -263,12 +265,8 @@ def test_stale_reference_to_the_kernel_stdout_writes_into_the_spawning_cell(k):
 
 
 def test_200_spawns_leave_no_zombie_thread_or_fd(k):
-    probe = (
-        "import os, threading, psutil\n"
-        "me = psutil.Process()\n"
-        "print(len(os.listdir('/proc/self/fd')), threading.active_count(), len(me.children()))"
-    )
-    before = [int(x) for x in k.execute(probe).text().split()]
+    threads = "import threading\nprint(threading.active_count())"
+    before_threads, before_fds = k.execute(threads).text().strip(), k.fds_settled()
     cell = k.execute(
         "import time\n"
         "ip = get_ipython()\n"
@@ -278,17 +276,15 @@ def test_200_spawns_leave_no_zombie_thread_or_fd(k):
         "print('elapsed', time.perf_counter() - t0)", timeout=180)
     assert not cell.errors()
     # the last spawns' sockets close on the IOPub thread's loop just after the cell, and the
-    # last children are reaped meanwhile: wait (bounded) for the counts to settle
-    settled = (
-        "import time\n"
-        "deadline = time.monotonic() + 30\n"
-        "while time.monotonic() < deadline and (len(os.listdir('/proc/self/fd')) > %d or me.children()):\n"
-        "    time.sleep(0.1)\n" % (before[0] + 2)
-    )
-    after = [int(x) for x in k.execute(settled + probe).text().split()]
-    assert after[2] == 0, f"children left: {after}"
-    assert after[1] == before[1], (before, after)
-    assert after[0] <= before[0] + 2, (before, after)
+    # last children are reaped meanwhile: bounded waits for the counts to settle
+    kernel = psutil.Process(k.pid)
+    deadline = time.monotonic() + 30
+    while kernel.children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert kernel.children() == [], f"children left: {kernel.children()}"
+    assert k.execute(threads).text().strip() == before_threads
+    after_fds = k.fds_settled(most=before_fds + 2)
+    assert after_fds <= before_fds + 2, f"fds grew from {before_fds} to {after_fds}: {k.fd_links()}"
 
 
 def test_queue_is_shared_by_workers_and_reachable_from_the_notebook(k):
